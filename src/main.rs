@@ -1,0 +1,279 @@
+//! The `upscaled` command line: a thin layer over the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use upscaled::config::Config;
+use upscaled::pipeline::decode::DecodeLimits;
+use upscaled::pipeline::encode::{DEFAULT_AVIF_SPEED, OutputFormat};
+use upscaled::pipeline::metadata::MetadataMode;
+use upscaled::pipeline::route::ScaleChoice;
+use upscaled::pipeline::upscale::Interpolation;
+use upscaled::pipeline::write::Collision;
+use upscaled::pipeline::{Fit, JobReport, JobSpec, Pipeline, Target, parse_colour};
+use upscaled::{fetch, presets};
+
+#[derive(Parser)]
+#[command(name = "upscaled", version, about = "Turns images too small for their job into platform-ready files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline on files and write DIR/<stem>.<ext> for each format.
+    Process(ProcessArgs),
+    /// List the built-in platform presets.
+    Presets,
+    /// Validate a config file; exits non-zero and lists every error.
+    CheckConfig { file: PathBuf },
+    /// Fetch the scikit-image sample photos into the cache (for tests and demos).
+    #[command(hide = true)]
+    FetchSamples,
+}
+
+#[derive(Args)]
+struct ProcessArgs {
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+    /// A platform preset (see `upscaled presets`).
+    #[arg(long, conflicts_with_all = ["width", "height"])]
+    preset: Option<String>,
+    #[arg(long)]
+    width: Option<u32>,
+    #[arg(long)]
+    height: Option<u32>,
+    #[arg(long, value_enum)]
+    fit: Option<Fit>,
+    /// Pad colour, and what replaces transparency in JPEG: '#RRGGBB'.
+    #[arg(long)]
+    background: Option<String>,
+    /// Share of the box the subject fills in pad mode (0.05..1).
+    #[arg(long)]
+    fill: Option<f64>,
+    /// Output format; repeat for several outputs from one decode.
+    #[arg(long = "format", value_enum)]
+    formats: Vec<OutputFormat>,
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: Option<u8>,
+    /// Largest output in bytes: the highest quality that fits is searched.
+    #[arg(long)]
+    max_bytes: Option<u64>,
+    /// auto, or a model name from the catalog.
+    #[arg(long, default_value = "auto")]
+    model: String,
+    /// auto, 1, 2 or 4.
+    #[arg(long, default_value = "auto")]
+    scale: ScaleChoice,
+    /// Trim uniform borders before upscaling.
+    #[arg(long)]
+    trim: bool,
+    /// strip (keep only Artist/Copyright) or keep (EXIF minus orientation/thumbnail).
+    #[arg(long, value_enum, default_value = "strip")]
+    metadata: MetadataMode,
+    /// AVIF encoder speed 1..=10.
+    #[arg(long, default_value_t = DEFAULT_AVIF_SPEED, value_parser = clap::value_parser!(u8).range(1..=10))]
+    avif_speed: u8,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON report per file on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Process(args) => process(args),
+        Command::Presets => {
+            print_presets();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::FetchSamples => fetch::samples(&fetch::cache_dir()).map(|dir| {
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {
+    let mut spec = JobSpec {
+        quality: args.quality,
+        max_bytes: args.max_bytes,
+        scale: args.scale,
+        trim: args.trim,
+        metadata: args.metadata,
+        limits: DecodeLimits::default(),
+        avif_speed: args.avif_speed,
+        ..JobSpec::default()
+    };
+    if let Some(t) = args.threads {
+        spec.threads = t.max(1);
+    }
+    let background = args
+        .background
+        .as_deref()
+        .map(parse_colour)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(name) = &args.preset {
+        let preset = presets::get(name).map_err(anyhow::Error::msg)?;
+        let mut target = preset.target();
+        target.fit = args.fit.unwrap_or(target.fit);
+        target.background = background.unwrap_or(target.background);
+        target.fill = args.fill.or(target.fill);
+        spec.target = Some(target);
+        spec.formats = preset.formats.clone();
+        spec.max_bytes = args.max_bytes.or(preset.max_bytes);
+        spec.min_source_side = preset.min_source_side;
+    } else if args.width.is_some() || args.height.is_some() {
+        spec.target = Some(Target {
+            width: args.width,
+            height: args.height,
+            fit: args.fit.unwrap_or_default(),
+            background: background.unwrap_or([255, 255, 255]),
+            fill: args.fill,
+        });
+    }
+    if !args.formats.is_empty() {
+        spec.formats = args.formats.clone();
+    }
+    if let Some(fill) = args.fill
+        && !(0.05..=1.0).contains(&fill)
+    {
+        anyhow::bail!("--fill must be between 0.05 and 1.0");
+    }
+    Ok(spec)
+}
+
+fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    let spec = job_spec(&args)?;
+    if args.model != "auto" {
+        anyhow::bail!(
+            "model {:?} is not installed: no super-resolution models are available in this build yet (use --model auto)",
+            args.model
+        );
+    }
+    let pipeline = Pipeline::new(Box::new(Interpolation));
+    let progress = progress_bar(args.files.len());
+    let mut failures = 0;
+    for input in &args.files {
+        let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("output").to_string();
+        let out_dir = args.output.clone();
+        let name = move |f: OutputFormat| out_dir.join(format!("{stem}.{}", f.extension()));
+        match pipeline.process_file(input, &spec, &name, Collision::Replace) {
+            Ok(report) => {
+                log_report(&report);
+                if args.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(file = %e.file.display(), stage = %e.stage, "{e}");
+            }
+        }
+        if let Some(bar) = &progress {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    if failures > 0 {
+        tracing::error!("{failures} of {} files failed", args.files.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(files: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    (files > 1 && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(files as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} elapsed, ~{eta} left")
+                .expect("valid template"),
+        );
+        bar
+    })
+}
+
+fn log_report(r: &JobReport) {
+    for w in &r.warnings {
+        tracing::warn!(file = %r.input.display(), "{w}");
+    }
+    let outputs: Vec<String> = r
+        .outputs
+        .iter()
+        .map(|o| match o.quality {
+            Some(q) => format!("{} ({} B, q{q})", o.path.display(), o.bytes),
+            None => format!("{} ({} B)", o.path.display(), o.bytes),
+        })
+        .collect();
+    let stages: Vec<String> = r.stage_ms.iter().map(|(s, ms)| format!("{s}={ms:.0}ms")).collect();
+    tracing::info!(
+        file = %r.input.display(),
+        "done {}x{} -> {}x{}, upscale {}x ({}), {}; {}",
+        r.source_size.0,
+        r.source_size.1,
+        r.output_size.0,
+        r.output_size.1,
+        r.model_scale,
+        r.upscaler,
+        outputs.join(", "),
+        stages.join(" ")
+    );
+}
+
+fn print_presets() {
+    for (name, p) in presets::all() {
+        let formats: Vec<String> = p.formats.iter().map(|f| f.to_string()).collect();
+        let limit = p.max_bytes.map_or("no byte limit".to_string(), |b| format!("max {:.1} MB", b as f64 / 1e6));
+        let fill = p.fill.map_or(String::new(), |f| format!(", subject fills {:.0}%", f * 100.0));
+        println!(
+            "{name:<20} {}x{} {:?}{fill}, background {}, {}, {limit} — {}",
+            p.width,
+            p.height,
+            p.fit,
+            p.background,
+            formats.join("/"),
+            p.description
+        );
+    }
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(config) => {
+            println!("{}: OK ({} hot folders)", file.display(), config.folders.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The pipeline, callable without the daemon. A file goes through these stages, in
+//! this order and never another:
+//!
+//! decode → crop (trim) → route → upscale → resize → encode (once per format) → write
+//!
+//! Each stage is its own module; this one holds the job description and the loop.
+
+pub mod crop;
+pub mod decode;
+pub mod encode;
+pub mod metadata;
+pub mod resize;
+pub mod route;
+pub mod upscale;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{JobError, Stage, StageError};
+use crate::raster::Raster;
+use decode::DecodeLimits;
+use encode::{EncodeSettings, OutputFormat};
+use metadata::MetadataMode;
+use route::{Route, ScaleChoice};
+use upscale::Upscaler;
+use write::Collision;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// The whole image inside the box.
+    #[default]
+    Contain,
+    /// Fill the box, cropping the centre.
+    Cover,
+    /// Contain, then pad to the exact box with the background colour.
+    Pad,
+}
+
+/// The box an output must fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fit: Fit,
+    pub background: [u8; 3],
+    /// In `pad` mode, the share of the box the subject fills (Amazon: 0.85).
+    pub fill: Option<f64>,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target {
+            width: None,
+            height: None,
+            fit: Fit::Contain,
+            background: [255, 255, 255],
+            fill: None,
+        }
+    }
+}
+
+impl Target {
+    pub fn fill_share(&self) -> f64 {
+        match (self.fit, self.fill) {
+            (Fit::Pad, Some(f)) => f.clamp(0.05, 1.0),
+            _ => 1.0,
+        }
+    }
+}
+
+/// Parses `#RRGGBB` (or `RRGGBB`).
+pub fn parse_colour(text: &str) -> Result<[u8; 3], String> {
+    let hex = text.trim().trim_start_matches('#');
+    let valid = hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit());
+    if !valid {
+        return Err(format!("colour must look like #RRGGBB, not {text:?}"));
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).expect("checked hex");
+    Ok([byte(0), byte(2), byte(4)])
+}
+
+/// Everything the pipeline needs to know to turn one input into its outputs.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub target: Option<Target>,
+    pub formats: Vec<OutputFormat>,
+    pub quality: Option<u8>,
+    pub max_bytes: Option<u64>,
+    pub scale: ScaleChoice,
+    pub trim: bool,
+    pub metadata: MetadataMode,
+    pub limits: DecodeLimits,
+    /// Below this long side a warning says the source is too small for the job.
+    pub min_source_side: Option<u32>,
+    pub avif_speed: u8,
+    pub threads: usize,
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        let encode = EncodeSettings::default();
+        JobSpec {
+            target: None,
+            formats: vec![OutputFormat::Webp],
+            quality: None,
+            max_bytes: None,
+            scale: ScaleChoice::Auto,
+            trim: false,
+            metadata: MetadataMode::Strip,
+            limits: DecodeLimits::default(),
+            min_source_side: None,
+            avif_speed: encode.avif_speed,
+            threads: encode.threads,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputReport {
+    pub path: PathBuf,
+    pub format: OutputFormat,
+    pub bytes: u64,
+    pub quality: Option<u8>,
+    pub trials: u32,
+}
+
+/// What happened to one file: the basis of the one log line per file.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobReport {
+    pub input: PathBuf,
+    pub source_format: &'static str,
+    pub source_size: (u32, u32),
+    pub output_size: (u32, u32),
+    pub needed_scale: f64,
+    pub model_scale: u32,
+    pub upscaler: String,
+    pub outputs: Vec<OutputReport>,
+    /// Milliseconds per stage, in pipeline order.
+    pub stage_ms: Vec<(String, f64)>,
+    pub warnings: Vec<String>,
+}
+
+/// Encoded outputs in memory, before the write stage.
+pub struct Rendered {
+    pub report: JobReport,
+    pub encoded: Vec<encode::Encoded>,
+}
+
+pub struct Pipeline {
+    upscaler: Box<dyn Upscaler>,
+}
+
+impl Pipeline {
+    pub fn new(upscaler: Box<dyn Upscaler>) -> Self {
+        Pipeline { upscaler }
+    }
+
+    /// Runs every stage except the write: decode to encoded bytes.
+    pub fn render(&self, input: &Path, bytes: &[u8], spec: &JobSpec) -> Result<Rendered, StageError> {
+        let mut timer = StageTimer::start();
+        let decoded = decode::decode(bytes, &spec.limits)?;
+        timer.lap(Stage::Decode);
+        let mut warnings = decoded.info.notes.clone();
+        let source_size = (decoded.raster.width, decoded.raster.height);
+        if let Some(min) = spec.min_source_side
+            && source_size.0.max(source_size.1) < min
+        {
+            warnings.push(format!(
+                "source is {}x{}, under the {min} px the target platform recommends",
+                source_size.0, source_size.1
+            ));
+        }
+
+        let mut raster = decoded.raster;
+        if spec.trim
+            && let Some(trimmed) = crop::trim_uniform_border(&raster)
+        {
+            raster = trimmed;
+        }
+        timer.lap(Stage::Crop);
+
+        let Route {
+            needed,
+            model_scale,
+            warning,
+        } = route::route(raster.width, raster.height, spec.target.as_ref(), spec.scale);
+        warnings.extend(warning);
+        if model_scale > 1 && !self.upscaler.is_model() {
+            warnings.push(format!(
+                "no super-resolution model installed: enlarged {model_scale}x by {} interpolation",
+                self.upscaler.name()
+            ));
+        }
+        timer.lap(Stage::Route);
+
+        let raster = upscale::upscale(self.upscaler.as_ref(), raster, model_scale)?;
+        timer.lap(Stage::Upscale);
+
+        let raster = match &spec.target {
+            Some(target) => fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?,
+            None => raster,
+        };
+        timer.lap(Stage::Resize);
+
+        let settings = EncodeSettings {
+            quality: spec.quality,
+            max_bytes: spec.max_bytes,
+            background: spec.target.as_ref().map_or([255, 255, 255], |t| t.background),
+            high_bit_depth: decoded.info.bit_depth > 8,
+            exif: metadata::output_exif(decoded.info.exif.as_deref(), spec.metadata),
+            avif_speed: spec.avif_speed,
+            threads: spec.threads,
+        };
+        let mut encoded = Vec::new();
+        for format in dedup(&spec.formats) {
+            encoded.push(encode::encode(&raster, format, &settings)?);
+        }
+        timer.lap(Stage::Encode);
+
+        Ok(Rendered {
+            report: JobReport {
+                input: input.to_path_buf(),
+                source_format: decoded.info.format,
+                source_size,
+                output_size: (raster.width, raster.height),
+                needed_scale: needed,
+                model_scale,
+                upscaler: if model_scale > 1 {
+                    self.upscaler.name()
+                } else {
+                    "none".into()
+                },
+                outputs: Vec::new(),
+                stage_ms: timer.laps,
+                warnings,
+            },
+            encoded,
+        })
+    }
+
+    /// Runs the whole pipeline on one file; `output_path` names each format's output.
+    pub fn process_file(
+        &self,
+        input: &Path,
+        spec: &JobSpec,
+        output_path: &dyn Fn(OutputFormat) -> PathBuf,
+        collision: Collision,
+    ) -> Result<JobReport, JobError> {
+        let fail = |e: StageError| JobError::from_stage(input, e);
+        let bytes = std::fs::read(input)
+            .map_err(|e| fail(StageError::new(Stage::Read, format!("cannot read the file: {e}"))))?;
+        let Rendered { mut report, encoded } = self.render(input, &bytes, spec).map_err(fail)?;
+        let started = Instant::now();
+        for out in encoded {
+            let path = write::write_atomic(&output_path(out.format), &out.bytes, collision).map_err(fail)?;
+            report.outputs.push(OutputReport {
+                path,
+                format: out.format,
+                bytes: out.bytes.len() as u64,
+                quality: out.quality,
+                trials: out.trials,
+            });
+        }
+        report
+            .stage_ms
+            .push((Stage::Write.to_string(), started.elapsed().as_secs_f64() * 1e3));
+        Ok(report)
+    }
+}
+
+/// The resize never enlarges by more than `MAX_INTERPOLATED_SCALE` after the model:
+/// past that, the content is kept smaller than the box (route warns about it).
+fn fit_within_interpolation_limit(raster: &Raster, target: &Target, residual: f64) -> Result<Raster, StageError> {
+    let limit = route::MAX_INTERPOLATED_SCALE;
+    if residual <= limit + 1e-6 {
+        return resize::fit_to_target(raster, target);
+    }
+    let shrink = limit / residual * target.fill_share();
+    let scaled = |v: Option<u32>| v.map(|v| ((v as f64 * shrink).round() as u32).max(1));
+    let reduced = Target {
+        width: scaled(target.width),
+        height: scaled(target.height),
+        fit: if target.fit == Fit::Pad { Fit::Contain } else { target.fit },
+        fill: None,
+        background: target.background,
+    };
+    let content = resize::fit_to_target(raster, &reduced)?;
+    if target.fit != Fit::Pad {
+        return Ok(content);
+    }
+    // Pad still delivers the exact box the platform asked for.
+    let canvas = (
+        target.width.unwrap_or(content.width).max(content.width),
+        target.height.unwrap_or(content.height).max(content.height),
+    );
+    Ok(resize::pad(&content, canvas, target.background))
+}
+
+fn dedup(formats: &[OutputFormat]) -> Vec<OutputFormat> {
+    let mut seen = Vec::new();
+    for f in formats {
+        if !seen.contains(f) {
+            seen.push(*f);
+        }
+    }
+    seen
+}
+
+struct StageTimer {
+    last: Instant,
+    laps: Vec<(String, f64)>,
+}
+
+impl StageTimer {
+    fn start() -> Self {
+        StageTimer {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.laps.push((stage.to_string(), (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+}

@@ -1,0 +1,135 @@
+//! Stage 3: decide how much the model must enlarge the image.
+//!
+//! Smart mode's scale rule (DESIGN.md): no model when the source already covers
+//! the target, 2x for a moderate boost, 4x only for tiny sources. 4x on an
+//! already-large image invents grain, and chaining two 4x models invents worse,
+//! so above 4x the model does 4x and a final Lanczos does at most 2x more.
+
+use serde::{Deserialize, Serialize};
+
+use super::Target;
+use super::resize::needed_scale;
+
+/// The user's scale choice (`--scale`, or the folder's `scale:`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleChoice {
+    #[default]
+    Auto,
+    #[serde(rename = "1")]
+    X1,
+    #[serde(rename = "2")]
+    X2,
+    #[serde(rename = "4")]
+    X4,
+}
+
+impl std::str::FromStr for ScaleChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().trim_end_matches(['x', 'X']) {
+            "auto" => Ok(ScaleChoice::Auto),
+            "1" => Ok(ScaleChoice::X1),
+            "2" => Ok(ScaleChoice::X2),
+            "4" => Ok(ScaleChoice::X4),
+            _ => Err(format!("scale must be auto, 1, 2 or 4, not {s:?}")),
+        }
+    }
+}
+
+/// Largest enlargement left to the final interpolation after the model.
+pub const MAX_INTERPOLATED_SCALE: f64 = 2.0;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// How much larger the target needs the image (1.0 without a target).
+    pub needed: f64,
+    /// 1 (no model), 2 or 4.
+    pub model_scale: u32,
+    /// Set when even model + ≤2x interpolation cannot reach the target.
+    pub warning: Option<String>,
+}
+
+pub fn route(width: u32, height: u32, target: Option<&Target>, choice: ScaleChoice) -> Route {
+    let needed = target.map_or(1.0, |t| needed_scale(width, height, t));
+    let model_scale = match choice {
+        ScaleChoice::X1 => 1,
+        ScaleChoice::X2 => 2,
+        ScaleChoice::X4 => 4,
+        // A hair of tolerance: 1000 px for a 1000 px box after rounding is "covered".
+        ScaleChoice::Auto if needed <= 1.0 + 1e-6 => 1,
+        ScaleChoice::Auto if needed <= 2.0 + 1e-6 => 2,
+        ScaleChoice::Auto => 4,
+    };
+    let reach = model_scale as f64 * MAX_INTERPOLATED_SCALE;
+    let warning = (needed > reach + 1e-6).then(|| {
+        format!(
+            "the target needs {needed:.1}x but the model gives {model_scale}x and interpolation at most {MAX_INTERPOLATED_SCALE}x more: \
+             the output is smaller than the target box (a larger source would serve better)"
+        )
+    });
+    Route {
+        needed,
+        model_scale,
+        warning,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Fit;
+
+    fn square(side: u32) -> Target {
+        Target {
+            width: Some(side),
+            height: Some(side),
+            fit: Fit::Contain,
+            ..Target::default()
+        }
+    }
+
+    #[test]
+    fn scale_grid() {
+        // (source side, target side, expected model scale, warns)
+        let grid = [
+            (2000, 1000, 1, false),
+            (1000, 1000, 1, false),
+            (800, 1000, 2, false),
+            (500, 1000, 2, false),
+            (499, 1000, 4, false),
+            (250, 1000, 4, false),
+            (125, 1000, 4, false),
+            (100, 1000, 4, true),
+        ];
+        for (src, dst, scale, warns) in grid {
+            let r = route(src, src, Some(&square(dst)), ScaleChoice::Auto);
+            assert_eq!(r.model_scale, scale, "{src} -> {dst}");
+            assert_eq!(r.warning.is_some(), warns, "{src} -> {dst}");
+        }
+    }
+
+    #[test]
+    fn no_target_means_no_model_unless_forced() {
+        assert_eq!(route(64, 64, None, ScaleChoice::Auto).model_scale, 1);
+        assert_eq!(route(64, 64, None, ScaleChoice::X4).model_scale, 4);
+    }
+
+    #[test]
+    fn cover_uses_the_larger_axis() {
+        let t = Target {
+            width: Some(1000),
+            height: Some(250),
+            fit: Fit::Cover,
+            ..Target::default()
+        };
+        // 1000x1000 source: contain would shrink, cover needs width 1000 -> 1x.
+        assert_eq!(route(500, 500, Some(&t), ScaleChoice::Auto).model_scale, 2);
+    }
+
+    #[test]
+    fn scale_choice_parses() {
+        assert_eq!("4x".parse::<ScaleChoice>().unwrap(), ScaleChoice::X4);
+        assert!("3".parse::<ScaleChoice>().is_err());
+    }
+}

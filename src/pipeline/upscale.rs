@@ -1,0 +1,57 @@
+//! Stage: enlarge by the routed factor.
+//!
+//! This is the place where the super-resolution models plug in (see the models
+//! issue): an `Upscaler` turns a raster into one exactly `scale` times larger.
+//! Until a model engine is installed, `Interpolation` stands in: Lanczos3 in
+//! linear light, and the job's log says that no model was used.
+
+use crate::error::StageError;
+use crate::pipeline::resize::resize;
+use crate::raster::Raster;
+
+pub trait Upscaler: Send + Sync {
+    /// What the log and reports call this upscaler.
+    fn name(&self) -> String;
+    /// Whether it is a real model (false: interpolation only).
+    fn is_model(&self) -> bool;
+    /// Returns a raster exactly `scale` times the input's size.
+    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError>;
+}
+
+pub struct Interpolation;
+
+impl Upscaler for Interpolation {
+    fn name(&self) -> String {
+        "lanczos3".into()
+    }
+
+    fn is_model(&self) -> bool {
+        false
+    }
+
+    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
+        resize(raster, raster.width * scale, raster.height * scale, None)
+    }
+}
+
+/// Passes the image through when no enlargement is needed; never copies then.
+pub fn upscale(upscaler: &dyn Upscaler, raster: Raster, scale: u32) -> Result<Raster, StageError> {
+    if scale <= 1 {
+        return Ok(raster);
+    }
+    upscaler.upscale(&raster, scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_exactly_scale_times_input() {
+        let r = Raster::new(13, 7, true);
+        let out = upscale(&Interpolation, r.clone(), 4).unwrap();
+        assert_eq!((out.width, out.height), (52, 28));
+        let same = upscale(&Interpolation, r.clone(), 1).unwrap();
+        assert_eq!(same, r);
+    }
+}

@@ -1,0 +1,189 @@
+//! The pixel buffer that travels between pipeline stages.
+//!
+//! One representation for every stage keeps the stages simple: interleaved 16-bit
+//! samples, sRGB-encoded, RGB or RGBA. 16 bits carry 16-bit sources through the
+//! model and the resize without loss, and give 8-bit sources headroom for the
+//! linear-light resize. Grey sources are widened to RGB; the PNG encoder narrows
+//! them back losslessly.
+
+use std::sync::OnceLock;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Raster {
+    pub width: u32,
+    pub height: u32,
+    pub has_alpha: bool,
+    /// Interleaved samples, row-major, `channels()` per pixel.
+    pub data: Vec<u16>,
+}
+
+impl Raster {
+    pub fn new(width: u32, height: u32, has_alpha: bool) -> Self {
+        let channels = if has_alpha { 4 } else { 3 };
+        Raster {
+            width,
+            height,
+            has_alpha,
+            data: vec![0; width as usize * height as usize * channels],
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        if self.has_alpha { 4 } else { 3 }
+    }
+
+    pub fn pixel_count(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+
+    pub fn pixel(&self, x: u32, y: u32) -> &[u16] {
+        let c = self.channels();
+        let i = (y as usize * self.width as usize + x as usize) * c;
+        &self.data[i..i + c]
+    }
+
+    /// True when an alpha channel exists and some pixel is not fully opaque.
+    pub fn uses_alpha(&self) -> bool {
+        self.has_alpha && self.data.chunks_exact(4).any(|p| p[3] != u16::MAX)
+    }
+
+    /// Drops the alpha channel (callers composite first when it matters).
+    pub fn without_alpha(&self) -> Raster {
+        if !self.has_alpha {
+            return self.clone();
+        }
+        let data = self
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Raster {
+            width: self.width,
+            height: self.height,
+            has_alpha: false,
+            data,
+        }
+    }
+
+    /// Composites over an opaque sRGB colour (8-bit), in linear light, for
+    /// formats and platforms that cannot carry transparency.
+    pub fn flatten_onto(&self, background: [u8; 3]) -> Raster {
+        if !self.has_alpha {
+            return self.clone();
+        }
+        let to_lin = srgb_to_linear_lut();
+        let bg: Vec<f32> = background
+            .iter()
+            .map(|&v| to_lin[(v as usize) * 257] as f32)
+            .collect();
+        let mut out = Raster::new(self.width, self.height, false);
+        for (src, dst) in self.data.chunks_exact(4).zip(out.data.chunks_exact_mut(3)) {
+            let a = src[3] as f32 / 65535.0;
+            for c in 0..3 {
+                let fg = to_lin[src[c] as usize] as f32;
+                let lin = fg * a + bg[c] * (1.0 - a);
+                dst[c] = linear_to_srgb_u16(lin / 65535.0);
+            }
+        }
+        out
+    }
+
+    /// 8-bit samples with rounding, as the 8-bit encoders want them.
+    pub fn to_u8(&self) -> Vec<u8> {
+        self.data.iter().map(|&v| u16_to_u8(v)).collect()
+    }
+
+    pub fn from_u8(width: u32, height: u32, has_alpha: bool, bytes: &[u8]) -> Raster {
+        Raster {
+            width,
+            height,
+            has_alpha,
+            data: bytes.iter().map(|&v| v as u16 * 257).collect(),
+        }
+    }
+
+    /// True when every sample fits 8 bits exactly (an 8-bit source widened).
+    pub fn is_8bit_exact(&self) -> bool {
+        self.data.iter().all(|&v| v % 257 == 0)
+    }
+}
+
+pub fn u16_to_u8(v: u16) -> u8 {
+    ((v as u32 * 255 + 32767) / 65535) as u8
+}
+
+fn srgb_to_linear(v: f32) -> f32 {
+    if v <= 0.04045 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
+}
+
+fn linear_to_srgb(v: f32) -> f32 {
+    if v <= 0.003_130_8 {
+        v * 12.92
+    } else {
+        1.055 * v.powf(1.0 / 2.4) - 0.055
+    }
+}
+
+pub fn linear_to_srgb_u16(v: f32) -> u16 {
+    (linear_to_srgb(v.clamp(0.0, 1.0)) * 65535.0 + 0.5) as u16
+}
+
+/// 16-bit sRGB code value → 16-bit linear value.
+pub fn srgb_to_linear_lut() -> &'static [u16] {
+    static LUT: OnceLock<Vec<u16>> = OnceLock::new();
+    LUT.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|v| (srgb_to_linear(v as f32 / 65535.0) * 65535.0 + 0.5) as u16)
+            .collect()
+    })
+}
+
+/// 16-bit linear value → 16-bit sRGB code value.
+pub fn linear_to_srgb_lut() -> &'static [u16] {
+    static LUT: OnceLock<Vec<u16>> = OnceLock::new();
+    LUT.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|v| linear_to_srgb_u16(v as f32 / 65535.0))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u8_round_trip_is_exact() {
+        let bytes: Vec<u8> = (0..=255).flat_map(|v| [v, v, v]).collect();
+        let r = Raster::from_u8(256, 1, false, &bytes);
+        assert!(r.is_8bit_exact());
+        assert_eq!(r.to_u8(), bytes);
+    }
+
+    #[test]
+    fn srgb_luts_round_trip_8bit_values() {
+        let (to_lin, to_srgb) = (srgb_to_linear_lut(), linear_to_srgb_lut());
+        for v in 0..=255u16 {
+            let back = to_srgb[to_lin[(v * 257) as usize] as usize];
+            assert_eq!(u16_to_u8(back), v as u8, "value {v}");
+        }
+    }
+
+    #[test]
+    fn flatten_half_transparent_black_on_white_is_linear_mid_grey() {
+        let r = Raster {
+            width: 1,
+            height: 1,
+            has_alpha: true,
+            data: vec![0, 0, 0, 32768],
+        };
+        let flat = r.flatten_onto([255, 255, 255]);
+        // 50% coverage in linear light is sRGB ~188, not 128.
+        let v = u16_to_u8(flat.data[0]);
+        assert!((186..=190).contains(&v), "got {v}");
+    }
+}
