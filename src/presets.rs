@@ -41,7 +41,9 @@ impl Preset {
 
 pub fn all() -> &'static BTreeMap<String, Preset> {
     static PRESETS: OnceLock<BTreeMap<String, Preset>> = OnceLock::new();
-    PRESETS.get_or_init(|| serde_yaml::from_str(PRESETS_YAML).expect("config/presets.yaml is valid (tested)"))
+    PRESETS.get_or_init(|| {
+        serde_yaml::from_str(PRESETS_YAML).expect("config/presets.yaml is valid (tested)")
+    })
 }
 
 pub fn get(name: &str) -> Result<&'static Preset, String> {
@@ -71,10 +73,18 @@ mod tests {
 
     #[test]
     fn marketplaces_get_formats_they_accept() {
-        for name in ["amazon-main", "amazon-additional", "etsy", "ebay", "instagram-square"] {
+        for name in [
+            "amazon-main",
+            "amazon-additional",
+            "etsy",
+            "ebay",
+            "instagram-square",
+        ] {
             let p = get(name).unwrap();
             assert!(
-                !p.formats.iter().any(|f| matches!(f, OutputFormat::Avif | OutputFormat::Webp)),
+                !p.formats
+                    .iter()
+                    .any(|f| matches!(f, OutputFormat::Avif | OutputFormat::Webp)),
                 "{name} does not take AVIF/WebP uploads"
             );
         }

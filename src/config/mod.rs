@@ -39,7 +39,12 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.issues.len();
-        writeln!(f, "{}: {n} error{} in the configuration", self.file.display(), if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{}: {n} error{} in the configuration",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
         for issue in &self.issues {
             write!(f, "{}", self.file.display())?;
             if let (Some(l), Some(c)) = (issue.line, issue.column) {
@@ -166,7 +171,12 @@ impl Config {
                     line: loc.as_ref().map(|l| l.line()),
                     column: loc.as_ref().map(|l| l.column()),
                     key: String::new(),
-                    message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+                    message: e
+                        .to_string()
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
                 }])
             })?
         };
@@ -205,15 +215,24 @@ impl Validator {
 
     fn unknown_keys(&mut self, prefix: &str, unknown: &Unknown, known: &[&str]) {
         for key in unknown.keys() {
-            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-            let hint = did_you_mean(key, known).map_or(String::new(), |k| format!("; did you mean `{k}`?"));
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            let hint = did_you_mean(key, known)
+                .map_or(String::new(), |k| format!("; did you mean `{k}`?"));
             self.error(&path, format!("unknown key `{key}`{hint}"));
         }
     }
 
     fn path(&self, text: &str) -> PathBuf {
         let p = PathBuf::from(text);
-        if p.is_absolute() { p } else { self.base.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
@@ -228,17 +247,23 @@ impl Validator {
                 LogFormat::Text
             }
         };
-        let metrics = raw.metrics.as_deref().and_then(|m| match m.parse::<std::net::SocketAddr>() {
-            Ok(addr) if addr.ip().is_loopback() => Some(addr),
-            Ok(_) => {
-                self.error("metrics", "must be a loopback address such as 127.0.0.1:9464");
-                None
-            }
-            Err(e) => {
-                self.error("metrics", format!("not an address ({e})"));
-                None
-            }
-        });
+        let metrics =
+            raw.metrics
+                .as_deref()
+                .and_then(|m| match m.parse::<std::net::SocketAddr>() {
+                    Ok(addr) if addr.ip().is_loopback() => Some(addr),
+                    Ok(_) => {
+                        self.error(
+                            "metrics",
+                            "must be a loopback address such as 127.0.0.1:9464",
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.error("metrics", format!("not an address ({e})"));
+                        None
+                    }
+                });
         if raw.threads == Some(0) {
             self.error("threads", "must be at least 1");
         }
@@ -279,7 +304,10 @@ impl Validator {
             }
         };
         if output == path {
-            self.error(&format!("{key}.output"), "the output folder must differ from the hot folder");
+            self.error(
+                &format!("{key}.output"),
+                "the output folder must differ from the hot folder",
+            );
         }
         let inline = RawTarget {
             preset: f.preset,
@@ -297,14 +325,19 @@ impl Validator {
         let targets = match f.targets {
             Some(list) => {
                 if inline_has_target(&inline) {
-                    self.error(&format!("{key}.targets"), "use either `targets:` or width/height/preset in the folder, not both");
+                    self.error(
+                        &format!("{key}.targets"),
+                        "use either `targets:` or width/height/preset in the folder, not both",
+                    );
                 }
                 if list.is_empty() {
                     self.error(&format!("{key}.targets"), "the list is empty");
                 }
                 list.into_iter()
                     .enumerate()
-                    .filter_map(|(i, t)| self.target(&format!("{key}.targets[{i}]"), t, Some(&inline)))
+                    .filter_map(|(i, t)| {
+                        self.target(&format!("{key}.targets[{i}]"), t, Some(&inline))
+                    })
                     .collect()
             }
             None => self.target(key, inline, None).into_iter().collect(),
@@ -330,7 +363,10 @@ impl Validator {
             Some("fast") => QualityLevel::Fast,
             Some("best") => QualityLevel::Best,
             Some(other) => {
-                self.error(&format!("{key}.smart.quality"), format!("must be fast, balanced or best, not {other:?}"));
+                self.error(
+                    &format!("{key}.smart.quality"),
+                    format!("must be fast, balanced or best, not {other:?}"),
+                );
                 QualityLevel::Balanced
             }
         };
@@ -338,7 +374,10 @@ impl Validator {
             None | Some("strip") => MetadataMode::Strip,
             Some("keep") => MetadataMode::Keep,
             Some(other) => {
-                self.error(&format!("{key}.metadata"), format!("must be strip or keep, not {other:?}"));
+                self.error(
+                    &format!("{key}.metadata"),
+                    format!("must be strip or keep, not {other:?}"),
+                );
                 MetadataMode::Strip
             }
         };
@@ -347,7 +386,10 @@ impl Validator {
             Some("keep") => OnSuccess::Keep,
             Some("delete") => OnSuccess::Delete,
             Some(other) => {
-                self.error(&format!("{key}.on_success"), format!("must be move, keep or delete, not {other:?}"));
+                self.error(
+                    &format!("{key}.on_success"),
+                    format!("must be move, keep or delete, not {other:?}"),
+                );
                 OnSuccess::Move
             }
         };
@@ -356,7 +398,10 @@ impl Validator {
             Some("events") => WatchMode::Events,
             Some("poll") => WatchMode::Poll,
             Some(other) => {
-                self.error(&format!("{key}.watch"), format!("must be auto, events or poll, not {other:?}"));
+                self.error(
+                    &format!("{key}.watch"),
+                    format!("must be auto, events or poll, not {other:?}"),
+                );
                 WatchMode::Auto
             }
         };
@@ -366,12 +411,29 @@ impl Validator {
         }
         let include = self.globs(&format!("{key}.include"), f.include.as_deref());
         let exclude = self.globs(&format!("{key}.exclude"), f.exclude.as_deref());
-        let settle = self.duration(&format!("{key}.settle"), f.settle.as_deref(), Duration::from_secs(2));
-        let poll_interval = self.duration(&format!("{key}.poll_interval"), f.poll_interval.as_deref(), Duration::from_secs(10));
-        let retention = f.retention.as_deref().map(|r| self.duration(&format!("{key}.retention"), Some(r), Duration::ZERO));
+        let settle = self.duration(
+            &format!("{key}.settle"),
+            f.settle.as_deref(),
+            Duration::from_secs(2),
+        );
+        let poll_interval = self.duration(
+            &format!("{key}.poll_interval"),
+            f.poll_interval.as_deref(),
+            Duration::from_secs(10),
+        );
+        let retention = f
+            .retention
+            .as_deref()
+            .map(|r| self.duration(&format!("{key}.retention"), Some(r), Duration::ZERO));
         Some(FolderRule {
-            done: f.done.as_deref().map_or_else(|| path.join("done"), |d| self.path(d)),
-            failed: f.failed.as_deref().map_or_else(|| path.join("failed"), |d| self.path(d)),
+            done: f
+                .done
+                .as_deref()
+                .map_or_else(|| path.join("done"), |d| self.path(d)),
+            failed: f
+                .failed
+                .as_deref()
+                .map_or_else(|| path.join("failed"), |d| self.path(d)),
             path,
             recursive: f.recursive.unwrap_or(false),
             include,
@@ -395,7 +457,12 @@ impl Validator {
     }
 
     /// `inherit`: folder-level settings that each item of `targets` inherits.
-    fn target(&mut self, key: &str, t: RawTarget, inherit: Option<&RawTarget>) -> Option<OutputTarget> {
+    fn target(
+        &mut self,
+        key: &str,
+        t: RawTarget,
+        inherit: Option<&RawTarget>,
+    ) -> Option<OutputTarget> {
         self.unknown_keys(key, &t.unknown, raw::TARGET_KEYS);
         let preset = match t.preset.as_deref() {
             Some(name) => match presets::get(name) {
@@ -413,11 +480,18 @@ impl Validator {
             Some("cover") => Fit::Cover,
             Some("pad") => Fit::Pad,
             Some(other) => {
-                self.error(&format!("{key}.fit"), format!("must be contain, cover or pad, not {other:?}"));
+                self.error(
+                    &format!("{key}.fit"),
+                    format!("must be contain, cover or pad, not {other:?}"),
+                );
                 Fit::Contain
             }
         };
-        let background = match t.background.as_deref().or(preset.map(|p| p.background.as_str())) {
+        let background = match t
+            .background
+            .as_deref()
+            .or(preset.map(|p| p.background.as_str()))
+        {
             None => [255, 255, 255],
             Some(c) => parse_colour(c).unwrap_or_else(|e| {
                 self.error(&format!("{key}.background"), e);
@@ -443,7 +517,9 @@ impl Validator {
             background,
             fill: t.fill.or(preset.and_then(|p| p.fill)),
         });
-        let format_names = t.formats.or_else(|| inherit.and_then(|i| i.formats.clone()));
+        let format_names = t
+            .formats
+            .or_else(|| inherit.and_then(|i| i.formats.clone()));
         let formats = match format_names {
             Some(names) => {
                 if names.is_empty() {
@@ -470,16 +546,22 @@ impl Validator {
             self.error(&format!("{key}.quality"), "must be between 1 and 100");
         }
         Some(OutputTarget {
-            name: t.name.or(t.preset.clone()).unwrap_or_else(|| match (width, height) {
-                (Some(w), Some(h)) => format!("{w}x{h}"),
-                (Some(w), None) => format!("w{w}"),
-                (None, Some(h)) => format!("h{h}"),
-                (None, None) => "original".into(),
-            }),
+            name: t
+                .name
+                .or(t.preset.clone())
+                .unwrap_or_else(|| match (width, height) {
+                    (Some(w), Some(h)) => format!("{w}x{h}"),
+                    (Some(w), None) => format!("w{w}"),
+                    (None, Some(h)) => format!("h{h}"),
+                    (None, None) => "original".into(),
+                }),
             target,
             formats,
             quality,
-            max_bytes: t.max_bytes.or(inherit.and_then(|i| i.max_bytes)).or(preset.and_then(|p| p.max_bytes)),
+            max_bytes: t
+                .max_bytes
+                .or(inherit.and_then(|i| i.max_bytes))
+                .or(preset.and_then(|p| p.max_bytes)),
             min_source_side: preset.and_then(|p| p.min_source_side),
         })
     }
@@ -519,14 +601,18 @@ pub fn parse_format(name: &str) -> Result<OutputFormat, String> {
         "webp" => Ok(OutputFormat::Webp),
         "png" => Ok(OutputFormat::Png),
         "jpeg" | "jpg" => Ok(OutputFormat::Jpeg),
-        _ => Err(format!("unknown format {name:?}; use avif, webp, png or jpeg")),
+        _ => Err(format!(
+            "unknown format {name:?}; use avif, webp, png or jpeg"
+        )),
     }
 }
 
 /// `500ms`, `1s`, `2m`, `4h`, `1d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let value: f64 = number
         .parse()
@@ -552,14 +638,21 @@ pub fn check_name_template(template: &str) -> Result<(), String> {
         return Err("the name template must contain {ext}".into());
     }
     if template.starts_with('/') || template.split(['/', '\\']).any(|part| part == "..") {
-        return Err("the name template must stay inside the output folder (no leading / or ..)".into());
+        return Err(
+            "the name template must stay inside the output folder (no leading / or ..)".into(),
+        );
     }
     let mut rest = template;
     while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').ok_or("unclosed { in the name template")? + open;
+        let close = rest[open..]
+            .find('}')
+            .ok_or("unclosed { in the name template")?
+            + open;
         let field = &rest[open + 1..close];
         if !["stem", "ext", "preset", "width", "height"].contains(&field) {
-            return Err(format!("unknown field {{{field}}} in the name template (stem, ext, preset, width, height)"));
+            return Err(format!(
+                "unknown field {{{field}}} in the name template (stem, ext, preset, width, height)"
+            ));
         }
         rest = &rest[close + 1..];
     }
@@ -616,9 +709,17 @@ mod tests {
         let e = Config::parse(Path::new("c.yaml"), text).unwrap_err();
         assert_eq!(e.issues.len(), 3, "{e}");
         let shown = e.to_string();
-        assert!(shown.contains("c.yaml:4:5: folders[0].widht: unknown key `widht`; did you mean `width`?"), "{shown}");
+        assert!(
+            shown.contains(
+                "c.yaml:4:5: folders[0].widht: unknown key `widht`; did you mean `width`?"
+            ),
+            "{shown}"
+        );
         assert!(shown.contains("c.yaml:5:5: folders[0].fit:"), "{shown}");
-        assert!(shown.contains("folders[0].smart.scale: scale must be auto, 1, 2 or 4"), "{shown}");
+        assert!(
+            shown.contains("folders[0].smart.scale: scale must be auto, 1, 2 or 4"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -140,7 +140,10 @@ mod tests {
         let text = "threads: 2\nfolders:\n  - path: /a\n    width: 10\n  - path: /b\n    formats: [webp, png]\n";
         let p = Positions::of(text);
         assert_eq!(p.find("threads").unwrap().line, 1);
-        assert_eq!(p.find("folders[0].width").unwrap(), Position { line: 4, column: 5 });
+        assert_eq!(
+            p.find("folders[0].width").unwrap(),
+            Position { line: 4, column: 5 }
+        );
         assert_eq!(p.find("folders[1].path").unwrap().line, 5);
         assert_eq!(p.find("folders[1].formats[1]").unwrap().line, 6);
         // Unknown deeper path falls back to its ancestor.

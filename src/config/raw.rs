@@ -106,14 +106,59 @@ pub struct RawFolder {
     pub unknown: Unknown,
 }
 
-pub const TOP_KEYS: &[&str] = &["models", "threads", "limits", "log_format", "metrics", "folders"];
-pub const LIMIT_KEYS: &[&str] = &["max_side", "max_megapixels", "max_alloc_mib", "max_file_mib", "seconds_per_file"];
+pub const TOP_KEYS: &[&str] = &[
+    "models",
+    "threads",
+    "limits",
+    "log_format",
+    "metrics",
+    "folders",
+];
+pub const LIMIT_KEYS: &[&str] = &[
+    "max_side",
+    "max_megapixels",
+    "max_alloc_mib",
+    "max_file_mib",
+    "seconds_per_file",
+];
 pub const TARGET_KEYS: &[&str] = &[
-    "preset", "name", "width", "height", "fit", "background", "fill", "formats", "quality", "max_bytes",
+    "preset",
+    "name",
+    "width",
+    "height",
+    "fit",
+    "background",
+    "fill",
+    "formats",
+    "quality",
+    "max_bytes",
 ];
 pub const SMART_KEYS: &[&str] = &["scale", "model", "quality"];
 pub const FOLDER_KEYS: &[&str] = &[
-    "path", "recursive", "include", "exclude", "output", "targets", "preset", "width", "height", "fit",
-    "background", "fill", "formats", "quality", "max_bytes", "smart", "trim", "metadata", "name",
-    "on_success", "done", "failed", "settle", "watch", "poll_interval", "retention",
+    "path",
+    "recursive",
+    "include",
+    "exclude",
+    "output",
+    "targets",
+    "preset",
+    "width",
+    "height",
+    "fit",
+    "background",
+    "fill",
+    "formats",
+    "quality",
+    "max_bytes",
+    "smart",
+    "trim",
+    "metadata",
+    "name",
+    "on_success",
+    "done",
+    "failed",
+    "settle",
+    "watch",
+    "poll_interval",
+    "retention",
 ];

@@ -53,7 +53,8 @@ pub fn trim_uniform_border(raster: &Raster) -> Option<Raster> {
     for y in 0..ch as usize {
         let src = ((top as usize + y) * w as usize + left as usize) * c;
         let dst = y * cw as usize * c;
-        out.data[dst..dst + cw as usize * c].copy_from_slice(&raster.data[src..src + cw as usize * c]);
+        out.data[dst..dst + cw as usize * c]
+            .copy_from_slice(&raster.data[src..src + cw as usize * c]);
     }
     Some(out)
 }

@@ -58,7 +58,10 @@ pub struct Decoded {
 
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, StageError> {
     if bytes.is_empty() {
-        return Err(StageError::new(Stage::Decode, "the file is empty (0 bytes)"));
+        return Err(StageError::new(
+            Stage::Decode,
+            "the file is empty (0 bytes)",
+        ));
     }
     if bytes.len() as u64 > limits.max_file_mib * 1024 * 1024 {
         return Err(StageError::new(
@@ -73,7 +76,10 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, StageError
     let format = image::guess_format(bytes).map_err(|_| {
         StageError::new(
             Stage::Decode,
-            format!("not a supported image: the file starts with {}", describe_magic(bytes)),
+            format!(
+                "not a supported image: the file starts with {}",
+                describe_magic(bytes)
+            ),
         )
     })?;
     if !matches!(
@@ -118,13 +124,16 @@ fn decode_format(
     };
     // A damaged EXIF block must not cost the image: warn and carry on upright.
     let orientation = decoder.orientation().unwrap_or_else(|e| {
-        info.notes.push(format!("EXIF orientation unreadable ({e}); image used as stored"));
+        info.notes.push(format!(
+            "EXIF orientation unreadable ({e}); image used as stored"
+        ));
         image::metadata::Orientation::NoTransforms
     });
     info.exif = decoder.exif_metadata().ok().flatten();
     let icc = decoder.icc_profile().ok().flatten();
     if format == ImageFormat::WebP && is_animated_webp(bytes) {
-        info.notes.push("animated WebP: only the first frame is used".into());
+        info.notes
+            .push("animated WebP: only the first frame is used".into());
     }
     if format == ImageFormat::Gif {
         info.notes.push("GIF: only the first frame is used".into());
@@ -154,7 +163,10 @@ fn decode_format(
 
 fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), StageError> {
     if width == 0 || height == 0 {
-        return Err(StageError::new(Stage::Decode, "the image has no pixels (0 width or height)"));
+        return Err(StageError::new(
+            Stage::Decode,
+            "the image has no pixels (0 width or height)",
+        ));
     }
     if width > limits.max_side || height > limits.max_side {
         return Err(StageError::new(
@@ -253,8 +265,10 @@ fn decode_cmyk_jpeg(
     let options = zune_core::options::DecoderOptions::default()
         .set_strict_mode(false)
         .jpeg_set_out_colorspace(ColorSpace::CMYK);
-    let mut decoder =
-        zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
     let cmyk = decoder
         .decode()
         .map_err(|e| StageError::new(Stage::Decode, format!("CMYK JPEG: {e}")))?;
@@ -310,7 +324,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Converts RGB pixels tagged with a non-sRGB profile to sRGB in place.
 fn convert_rgb_profile_to_srgb(raster: &mut Raster, icc: &[u8], info: &mut SourceInfo) {
     let Ok(source) = lcms2::Profile::new_icc(icc) else {
-        info.notes.push("embedded ICC profile is unreadable; pixels used as sRGB".into());
+        info.notes
+            .push("embedded ICC profile is unreadable; pixels used as sRGB".into());
         return;
     };
     if source.color_space() != lcms2::ColorSpaceSignature::RgbData || is_srgb(&source) {
@@ -324,14 +339,27 @@ fn convert_rgb_profile_to_srgb(raster: &mut Raster, icc: &[u8], info: &mut Sourc
     };
     let channels = raster.channels();
     let result = if channels == 4 {
-        lcms2::Transform::<[u16; 4], [u16; 4]>::new(&source, format, &srgb, format, lcms2::Intent::Perceptual)
-            .map(|t| t.transform_in_place(bytemuck::cast_slice_mut(&mut raster.data)))
+        lcms2::Transform::<[u16; 4], [u16; 4]>::new(
+            &source,
+            format,
+            &srgb,
+            format,
+            lcms2::Intent::Perceptual,
+        )
+        .map(|t| t.transform_in_place(bytemuck::cast_slice_mut(&mut raster.data)))
     } else {
-        lcms2::Transform::<[u16; 3], [u16; 3]>::new(&source, format, &srgb, format, lcms2::Intent::Perceptual)
-            .map(|t| t.transform_in_place(bytemuck::cast_slice_mut(&mut raster.data)))
+        lcms2::Transform::<[u16; 3], [u16; 3]>::new(
+            &source,
+            format,
+            &srgb,
+            format,
+            lcms2::Intent::Perceptual,
+        )
+        .map(|t| t.transform_in_place(bytemuck::cast_slice_mut(&mut raster.data)))
     };
     if let Err(e) = result {
-        info.notes.push(format!("ICC conversion failed ({e}); pixels used as sRGB"));
+        info.notes
+            .push(format!("ICC conversion failed ({e}); pixels used as sRGB"));
     }
 }
 
@@ -366,7 +394,9 @@ mod tests {
 
     fn png_bytes(image: DynamicImage) -> Vec<u8> {
         let mut out = Vec::new();
-        image.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        image
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -379,7 +409,9 @@ mod tests {
 
     #[test]
     fn text_named_jpg_says_it_is_text() {
-        let e = decode(b"hello, this is a note", &DecodeLimits::default()).err().unwrap();
+        let e = decode(b"hello, this is a note", &DecodeLimits::default())
+            .err()
+            .unwrap();
         assert!(e.cause.contains("text"), "{}", e.cause);
     }
 
@@ -388,7 +420,11 @@ mod tests {
         let img = image::ImageBuffer::<image::LumaA<u16>, _>::from_fn(4, 2, |x, _| {
             image::LumaA([x as u16 * 1000 + 1, 30000])
         });
-        let d = decode(&png_bytes(DynamicImage::ImageLumaA16(img)), &DecodeLimits::default()).unwrap();
+        let d = decode(
+            &png_bytes(DynamicImage::ImageLumaA16(img)),
+            &DecodeLimits::default(),
+        )
+        .unwrap();
         assert_eq!(d.info.bit_depth, 16);
         assert!(d.raster.has_alpha);
         assert_eq!(d.raster.pixel(3, 1), &[3001, 3001, 3001, 30000]);

@@ -103,7 +103,11 @@ pub struct Encoded {
     pub trials: u32,
 }
 
-pub fn encode(raster: &Raster, format: OutputFormat, settings: &EncodeSettings) -> Result<Encoded, StageError> {
+pub fn encode(
+    raster: &Raster,
+    format: OutputFormat,
+    settings: &EncodeSettings,
+) -> Result<Encoded, StageError> {
     let flat;
     let raster = if raster.has_alpha && (!format.supports_alpha() || !raster.uses_alpha()) {
         flat = if raster.uses_alpha() {
@@ -135,9 +139,16 @@ pub fn encode(raster: &Raster, format: OutputFormat, settings: &EncodeSettings) 
             trials: 1,
         });
     }
-    let top = settings.quality.unwrap_or(format.default_quality()).clamp(1, 100);
+    let top = settings
+        .quality
+        .unwrap_or(format.default_quality())
+        .clamp(1, 100);
     let pixels = raster.to_u8();
-    let run = |q: u8| catch_panic(Stage::Encode, || encode_lossy(raster, &pixels, format, q, settings));
+    let run = |q: u8| {
+        catch_panic(Stage::Encode, || {
+            encode_lossy(raster, &pixels, format, q, settings)
+        })
+    };
     let Some(limit) = settings.max_bytes else {
         return Ok(Encoded {
             format,
@@ -191,7 +202,9 @@ fn search_quality(
         }),
         None => Err(StageError::new(
             Stage::Encode,
-            format!("{format} does not fit in max_bytes {limit} even at quality 1; use a smaller target size"),
+            format!(
+                "{format} does not fit in max_bytes {limit} even at quality 1; use a smaller target size"
+            ),
         )),
     }
 }
@@ -248,7 +261,10 @@ fn encode_webp(
     if raster.width > 16383 || raster.height > 16383 {
         return Err(StageError::new(
             Stage::Encode,
-            format!("WebP cannot hold {}x{} (16383 px a side at most)", raster.width, raster.height),
+            format!(
+                "WebP cannot hold {}x{} (16383 px a side at most)",
+                raster.width, raster.height
+            ),
         ));
     }
     let layout = if raster.has_alpha {
@@ -257,8 +273,8 @@ fn encode_webp(
         webp::PixelLayout::Rgb
     };
     let encoder = webp::Encoder::new(pixels, layout, raster.width, raster.height);
-    let mut config =
-        webp::WebPConfig::new().map_err(|_| StageError::new(Stage::Encode, "libwebp config init failed"))?;
+    let mut config = webp::WebPConfig::new()
+        .map_err(|_| StageError::new(Stage::Encode, "libwebp config init failed"))?;
     config.quality = quality as f32;
     config.method = 5;
     config.use_sharp_yuv = 1;
@@ -358,7 +374,8 @@ fn encode_png(raster: &Raster, settings: &EncodeSettings) -> Result<Vec<u8>, Sta
         oxipng::BitDepth::Eight
     };
     let err = |e: oxipng::PngError| StageError::new(Stage::Encode, format!("PNG encoder: {e}"));
-    let mut image = oxipng::RawImage::new(raster.width, raster.height, color, depth, data).map_err(err)?;
+    let mut image =
+        oxipng::RawImage::new(raster.width, raster.height, color, depth, data).map_err(err)?;
     image.add_png_chunk(*b"sRGB", vec![0]); // perceptual intent
     if let Some(exif) = &settings.exif {
         image.add_png_chunk(*b"eXIf", exif.clone());
@@ -417,9 +434,8 @@ mod tests {
     fn webp_with_exif_is_still_decodable() {
         let r = gradient(33, 17, false);
         let settings = EncodeSettings {
-            exif: crate::pipeline::metadata::output_exif(None, Default::default()).or(Some(
-                vec![0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0],
-            )),
+            exif: crate::pipeline::metadata::output_exif(None, Default::default())
+                .or(Some(vec![0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0])),
             ..EncodeSettings::default()
         };
         let out = encode(&r, OutputFormat::Webp, &settings).unwrap();

@@ -53,9 +53,11 @@ pub fn ascii_tag(exif_blob: &[u8], tag: exif::Tag) -> Option<String> {
     let exif = exif::Reader::new().read_raw(exif_blob.to_vec()).ok()?;
     let field = exif.get_field(tag, exif::In::PRIMARY)?;
     match &field.value {
-        exif::Value::Ascii(parts) => parts
-            .first()
-            .map(|p| String::from_utf8_lossy(p).trim_end_matches('\0').to_string()),
+        exif::Value::Ascii(parts) => parts.first().map(|p| {
+            String::from_utf8_lossy(p)
+                .trim_end_matches('\0')
+                .to_string()
+        }),
         _ => None,
     }
 }
@@ -92,16 +94,26 @@ mod tests {
     #[test]
     fn strip_keeps_only_authorship() {
         let out = output_exif(Some(&sample_exif()), MetadataMode::Strip).unwrap();
-        assert_eq!(ascii_tag(&out, exif::Tag::Artist).as_deref(), Some("Ada Photographer"));
+        assert_eq!(
+            ascii_tag(&out, exif::Tag::Artist).as_deref(),
+            Some("Ada Photographer")
+        );
         assert_eq!(ascii_tag(&out, exif::Tag::BodySerialNumber), None);
     }
 
     #[test]
     fn keep_drops_orientation_only() {
         let out = output_exif(Some(&sample_exif()), MetadataMode::Keep).unwrap();
-        assert_eq!(ascii_tag(&out, exif::Tag::BodySerialNumber).as_deref(), Some("SN123"));
+        assert_eq!(
+            ascii_tag(&out, exif::Tag::BodySerialNumber).as_deref(),
+            Some("SN123")
+        );
         let parsed = exif::Reader::new().read_raw(out).unwrap();
-        assert!(parsed.get_field(exif::Tag::Orientation, exif::In::PRIMARY).is_none());
+        assert!(
+            parsed
+                .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+                .is_none()
+        );
     }
 
     #[test]

@@ -160,7 +160,12 @@ impl Pipeline {
     }
 
     /// Runs every stage except the write: decode to encoded bytes.
-    pub fn render(&self, input: &Path, bytes: &[u8], spec: &JobSpec) -> Result<Rendered, StageError> {
+    pub fn render(
+        &self,
+        input: &Path,
+        bytes: &[u8],
+        spec: &JobSpec,
+    ) -> Result<Rendered, StageError> {
         let mut timer = StageTimer::start();
         let decoded = decode::decode(bytes, &spec.limits)?;
         timer.lap(Stage::Decode);
@@ -187,7 +192,12 @@ impl Pipeline {
             needed,
             model_scale,
             warning,
-        } = route::route(raster.width, raster.height, spec.target.as_ref(), spec.scale);
+        } = route::route(
+            raster.width,
+            raster.height,
+            spec.target.as_ref(),
+            spec.scale,
+        );
         warnings.extend(warning);
         if model_scale > 1 && !self.upscaler.is_model() {
             warnings.push(format!(
@@ -201,7 +211,9 @@ impl Pipeline {
         timer.lap(Stage::Upscale);
 
         let raster = match &spec.target {
-            Some(target) => fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?,
+            Some(target) => {
+                fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?
+            }
             None => raster,
         };
         timer.lap(Stage::Resize);
@@ -209,7 +221,10 @@ impl Pipeline {
         let settings = EncodeSettings {
             quality: spec.quality,
             max_bytes: spec.max_bytes,
-            background: spec.target.as_ref().map_or([255, 255, 255], |t| t.background),
+            background: spec
+                .target
+                .as_ref()
+                .map_or([255, 255, 255], |t| t.background),
             high_bit_depth: decoded.info.bit_depth > 8,
             exif: metadata::output_exif(decoded.info.exif.as_deref(), spec.metadata),
             avif_speed: spec.avif_speed,
@@ -251,12 +266,20 @@ impl Pipeline {
         collision: Collision,
     ) -> Result<JobReport, JobError> {
         let fail = |e: StageError| JobError::from_stage(input, e);
-        let bytes = std::fs::read(input)
-            .map_err(|e| fail(StageError::new(Stage::Read, format!("cannot read the file: {e}"))))?;
-        let Rendered { mut report, encoded } = self.render(input, &bytes, spec).map_err(fail)?;
+        let bytes = std::fs::read(input).map_err(|e| {
+            fail(StageError::new(
+                Stage::Read,
+                format!("cannot read the file: {e}"),
+            ))
+        })?;
+        let Rendered {
+            mut report,
+            encoded,
+        } = self.render(input, &bytes, spec).map_err(fail)?;
         let started = Instant::now();
         for out in encoded {
-            let path = write::write_atomic(&output_path(out.format), &out.bytes, collision).map_err(fail)?;
+            let path = write::write_atomic(&output_path(out.format), &out.bytes, collision)
+                .map_err(fail)?;
             report.outputs.push(OutputReport {
                 path,
                 format: out.format,
@@ -265,16 +288,21 @@ impl Pipeline {
                 trials: out.trials,
             });
         }
-        report
-            .stage_ms
-            .push((Stage::Write.to_string(), started.elapsed().as_secs_f64() * 1e3));
+        report.stage_ms.push((
+            Stage::Write.to_string(),
+            started.elapsed().as_secs_f64() * 1e3,
+        ));
         Ok(report)
     }
 }
 
 /// The resize never enlarges by more than `MAX_INTERPOLATED_SCALE` after the model:
 /// past that, the content is kept smaller than the box (route warns about it).
-fn fit_within_interpolation_limit(raster: &Raster, target: &Target, residual: f64) -> Result<Raster, StageError> {
+fn fit_within_interpolation_limit(
+    raster: &Raster,
+    target: &Target,
+    residual: f64,
+) -> Result<Raster, StageError> {
     let limit = route::MAX_INTERPOLATED_SCALE;
     if residual <= limit + 1e-6 {
         return resize::fit_to_target(raster, target);
@@ -284,7 +312,11 @@ fn fit_within_interpolation_limit(raster: &Raster, target: &Target, residual: f6
     let reduced = Target {
         width: scaled(target.width),
         height: scaled(target.height),
-        fit: if target.fit == Fit::Pad { Fit::Contain } else { target.fit },
+        fit: if target.fit == Fit::Pad {
+            Fit::Contain
+        } else {
+            target.fit
+        },
         fill: None,
         background: target.background,
     };
@@ -325,7 +357,8 @@ impl StageTimer {
 
     fn lap(&mut self, stage: Stage) {
         let now = Instant::now();
-        self.laps.push((stage.to_string(), (now - self.last).as_secs_f64() * 1e3));
+        self.laps
+            .push((stage.to_string(), (now - self.last).as_secs_f64() * 1e3));
         self.last = now;
     }
 }

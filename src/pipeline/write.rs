@@ -21,7 +21,11 @@ pub enum Collision {
 }
 
 /// Writes `bytes` to `dest` atomically and returns the path actually written.
-pub fn write_atomic(dest: &Path, bytes: &[u8], collision: Collision) -> Result<PathBuf, StageError> {
+pub fn write_atomic(
+    dest: &Path,
+    bytes: &[u8],
+    collision: Collision,
+) -> Result<PathBuf, StageError> {
     let err = |what: &str, e: std::io::Error| {
         StageError::new(Stage::Write, format!("{what} {}: {e}", dest.display()))
     };
@@ -30,7 +34,10 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], collision: Collision) -> Result<P
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| err("cannot create the folder of", e))?;
-    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("output");
+    let name = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("output");
     let temp = dir.join(format!(".upscaled-{}-{name}.tmp", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -47,7 +54,9 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], collision: Collision) -> Result<P
                 fs::rename(&temp, dest).map_err(|e| err("cannot rename into", e))?;
                 dest.to_path_buf()
             }
-            Collision::Rename => link_to_free_name(&temp, dest).map_err(|e| err("cannot link", e))?,
+            Collision::Rename => {
+                link_to_free_name(&temp, dest).map_err(|e| err("cannot link", e))?
+            }
         };
         sync_dir(dir).map_err(|e| err("cannot flush the folder of", e))?;
         Ok(final_path)
@@ -59,7 +68,10 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], collision: Collision) -> Result<P
 /// A hard link fails when the name exists, so no existing file is ever replaced,
 /// even by a second process racing for the same name.
 fn link_to_free_name(temp: &Path, dest: &Path) -> std::io::Result<PathBuf> {
-    let stem = dest.file_stem().and_then(|s| s.to_str()).unwrap_or("output");
+    let stem = dest
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("output");
     let ext = dest.extension().and_then(|s| s.to_str());
     for n in 0..10_000 {
         let candidate = if n == 0 {
