@@ -5,7 +5,7 @@ CARGO ?= cargo
 
 # nasm gives rav1e (AVIF) its fast paths; installed where we can (root + apt).
 setup:
-	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
+	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
 	$(CARGO) build --release
 	./target/release/upscaled fetch-samples
 
