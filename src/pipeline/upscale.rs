@@ -5,6 +5,8 @@
 //! Until a model engine is installed, `Interpolation` stands in: Lanczos3 in
 //! linear light, and the job's log says that no model was used.
 
+use std::sync::Arc;
+
 use crate::error::StageError;
 use crate::pipeline::resize::resize;
 use crate::raster::Raster;
@@ -16,6 +18,21 @@ pub trait Upscaler: Send + Sync {
     fn is_model(&self) -> bool;
     /// Returns a raster exactly `scale` times the input's size.
     fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError>;
+}
+
+/// Hands the pipeline the upscaler for a routed scale (the model library, or
+/// one fixed upscaler in tests and benchmarks).
+pub trait UpscalerSource: Send + Sync {
+    fn for_scale(&self, raster: &Raster, scale: u32) -> Result<Arc<dyn Upscaler>, StageError>;
+}
+
+/// Always the same upscaler.
+pub struct Fixed(pub Arc<dyn Upscaler>);
+
+impl UpscalerSource for Fixed {
+    fn for_scale(&self, _: &Raster, _: u32) -> Result<Arc<dyn Upscaler>, StageError> {
+        Ok(self.0.clone())
+    }
 }
 
 pub struct Interpolation;

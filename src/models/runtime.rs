@@ -1,0 +1,121 @@
+//! ONNX Runtime: loaded at run time from the shared library that
+//! `upscaled models fetch` takes from the `onnxruntime` wheel (nothing is
+//! downloaded at build time). One environment per process, one session per
+//! model, kept for the life of the process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+
+static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+
+/// The runtime library inside the models folder.
+pub fn library_path(models_dir: &Path) -> PathBuf {
+    models_dir.join("runtime/libonnxruntime.so")
+}
+
+fn environment(models_dir: &Path) -> Result<&'static Environment> {
+    let env = ENVIRONMENT.get_or_init(|| {
+        let path = std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| library_path(models_dir));
+        if !path.is_file() {
+            return Err(format!(
+                "the ONNX Runtime library is not installed ({} is missing); run `upscaled models fetch` \
+                 to get it from the onnxruntime wheel, or point ORT_DYLIB_PATH at a libonnxruntime.so",
+                path.display()
+            ));
+        }
+        ort::init_from(&path)
+            .map_err(|e| format!("loading ONNX Runtime from {}: {e}", path.display()))?
+            .with_name("upscaled")
+            .build()
+            .map_err(|e| format!("starting ONNX Runtime: {e}"))
+    });
+    env.as_ref().map_err(|e| anyhow!("{e}"))
+}
+
+/// Execution providers compiled in with cargo features; ONNX Runtime falls back
+/// to the CPU for anything they cannot run.
+fn execution_providers() -> Vec<ort::ep::ExecutionProviderDispatch> {
+    #[allow(unused_mut)]
+    let mut eps = Vec::new();
+    #[cfg(feature = "tensorrt")]
+    eps.push(ort::ep::TensorRT::default().build());
+    #[cfg(feature = "cuda")]
+    eps.push(ort::ep::CUDA::default().build());
+    #[cfg(feature = "coreml")]
+    eps.push(ort::ep::CoreML::default().build());
+    #[cfg(feature = "directml")]
+    eps.push(ort::ep::DirectML::default().build());
+    eps
+}
+
+/// A loaded model; `run` may be called from several threads (one at a time).
+pub struct ModelSession {
+    session: Mutex<Session>,
+}
+
+impl ModelSession {
+    /// Runs the model on one NCHW float image, returning the output's shape and data.
+    pub fn run(&self, shape: [usize; 4], data: &[f32]) -> Result<([usize; 4], Vec<f32>)> {
+        let input = TensorRef::from_array_view((shape, data))?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("model session poisoned"))?;
+        let outputs = session.run(ort::inputs![input])?;
+        let (out_shape, out) = outputs[0].try_extract_tensor::<f32>()?;
+        let dims: Vec<usize> = out_shape.iter().map(|&d| d as usize).collect();
+        let [n, c, h, w] = dims[..] else {
+            bail!("model output has shape {dims:?}, expected NCHW");
+        };
+        Ok(([n, c, h, w], out.to_vec()))
+    }
+}
+
+type Cache = Mutex<HashMap<PathBuf, Arc<ModelSession>>>;
+static SESSIONS: OnceLock<Cache> = OnceLock::new();
+
+/// Loads (once) the ONNX model at `path` with `threads` intra-op threads.
+pub fn session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<ModelSession>> {
+    let env = environment(models_dir)?;
+    let cache = SESSIONS.get_or_init(Default::default);
+    let mut cache = cache
+        .lock()
+        .map_err(|_| anyhow!("session cache poisoned"))?;
+    if let Some(found) = cache.get(path) {
+        return Ok(found.clone());
+    }
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "reading model {} (run `upscaled models fetch`)",
+            path.display()
+        )
+    })?;
+    let session = Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| anyhow!("{e}"))?
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| anyhow!("{e}"))?
+        .with_execution_providers(execution_providers())
+        .map_err(|e| anyhow!("{e}"))?
+        .commit_from_memory(&bytes)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    let session = Arc::new(ModelSession {
+        session: Mutex::new(session),
+    });
+    cache.insert(path.to_path_buf(), session.clone());
+    Ok(session)
+}
+
+/// All cores, the default for intra-op threads.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,282 @@
+//! Running a model over an image of any size in tiles, without visible seams.
+//!
+//! Each tile is read with extra context around it (cropped away after the
+//! model), plus the model's own edge padding; neighbouring tiles overlap and
+//! are blended with a linear ramp, so no tile border shows in the result.
+//! Memory is bounded by the tile size plus the output accumulators.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use super::catalog::ModelEntry;
+use super::runtime::{self, ModelSession};
+use crate::error::{Stage, StageError};
+use crate::pipeline::upscale::Upscaler;
+use crate::raster::Raster;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileSettings {
+    /// Input pixels per tile side. 0 = the whole image in one pass.
+    pub tile: u32,
+    /// Input pixels two neighbouring tiles share, blended with a ramp.
+    pub overlap: u32,
+    /// Extra input pixels read around each tile and cropped after the model.
+    pub context: u32,
+}
+
+impl Default for TileSettings {
+    /// 256 px tiles: on a 2-core CPU larger tiles are no faster (see
+    /// docs/benchmarks.md) and memory stays small.
+    fn default() -> Self {
+        Self {
+            tile: 256,
+            overlap: 16,
+            context: 16,
+        }
+    }
+}
+
+pub struct ModelUpscaler {
+    name: String,
+    entry: ModelEntry,
+    session: Arc<ModelSession>,
+    pub tiles: TileSettings,
+}
+
+impl ModelUpscaler {
+    pub fn load(name: &str, entry: &ModelEntry, models_dir: &Path, threads: usize) -> Result<Self> {
+        let path = super::onnx_path(models_dir, name);
+        if !path.is_file() {
+            bail!(
+                "model {name} is not installed ({} is missing); run `upscaled models fetch {name}`",
+                path.display()
+            );
+        }
+        let session = runtime::session(models_dir, &path, threads)?;
+        Ok(Self {
+            name: name.to_string(),
+            entry: entry.clone(),
+            session,
+            tiles: TileSettings::default(),
+        })
+    }
+
+    pub fn scale(&self) -> u32 {
+        self.entry.scale
+    }
+
+    /// Upscales the colour of `raster` (alpha ignored) by the model's scale.
+    pub fn run_colour(&self, raster: &Raster) -> Result<Raster> {
+        let s = self.entry.scale;
+        let (w, h) = (raster.width, raster.height);
+        let (ow, oh) = (w as usize * s as usize, h as usize * s as usize);
+        let mut acc = vec![0.0f32; ow * oh * 3];
+        let mut weight = vec![0.0f32; ow * oh];
+        let t = &self.tiles;
+        let tile = if t.tile == 0 { w.max(h) } else { t.tile };
+        let overlap = t.overlap.min(tile / 2);
+        for (y0, y1) in spans(h, tile, overlap) {
+            for (x0, x1) in spans(w, tile, overlap) {
+                self.run_tile(raster, [x0, x1, y0, y1], overlap, &mut acc, &mut weight)?;
+            }
+        }
+        let mut out = Raster::new(ow as u32, oh as u32, false);
+        for (i, px) in out.data.chunks_exact_mut(3).enumerate() {
+            let wsum = weight[i];
+            for c in 0..3 {
+                let v = acc[i * 3 + c] / wsum;
+                px[c] = (v.clamp(0.0, 1.0) * 65535.0).round() as u16;
+            }
+        }
+        Ok(out)
+    }
+
+    fn run_tile(
+        &self,
+        raster: &Raster,
+        [x0, x1, y0, y1]: [u32; 4],
+        overlap: u32,
+        acc: &mut [f32],
+        weight: &mut [f32],
+    ) -> Result<()> {
+        let s = self.entry.scale as usize;
+        let (w, h) = (raster.width as i64, raster.height as i64);
+        let ctx = self.tiles.context as i64;
+        let pad = self.entry.pad as i64;
+        let align = self.entry.align.max(1) as i64;
+        // Region of real pixels the tile sees, then the model's edge padding.
+        let (cx0, cx1) = ((x0 as i64 - ctx).max(0), (x1 as i64 + ctx).min(w));
+        let (cy0, cy1) = ((y0 as i64 - ctx).max(0), (y1 as i64 + ctx).min(h));
+        let round_up = |v: i64| (v + align - 1) / align * align;
+        let tw = round_up(cx1 - cx0 + 2 * pad);
+        let th = round_up(cy1 - cy0 + 2 * pad);
+        let (ix0, iy0) = (cx0 - pad, cy0 - pad);
+        let plane = (tw * th) as usize;
+        let mut input = vec![0.0f32; plane * 3];
+        let channels = raster.channels();
+        for ty in 0..th {
+            let sy = (iy0 + ty).clamp(0, h - 1) as usize;
+            for tx in 0..tw {
+                let sx = (ix0 + tx).clamp(0, w - 1) as usize;
+                let p = &raster.data[(sy * w as usize + sx) * channels..];
+                let i = (ty * tw + tx) as usize;
+                for c in 0..3 {
+                    input[c * plane + i] = p[c] as f32 / 65535.0;
+                }
+            }
+        }
+        let ([_, oc, out_h, out_w], out) = self
+            .session
+            .run([1, 3, th as usize, tw as usize], &input)
+            .with_context(|| format!("model {} on a {tw}x{th} tile", self.name))?;
+        ensure!(oc == 3, "model {} returned {oc} channels", self.name);
+        // Where input pixel (cx0, cy0) landed in the output: models with
+        // "same" padding return scale x the padded tile, "valid" ones less.
+        let inner_w = (tw - 2 * pad) as usize * s;
+        let inner_h = (th - 2 * pad) as usize * s;
+        ensure!(
+            out_w >= inner_w && out_h >= inner_h && (out_w - inner_w).is_multiple_of(2),
+            "model {} returned {out_w}x{out_h} for a {tw}x{th} tile; expected {inner_w}x{inner_h} \
+             plus an even border (check its pad/align in the catalog)",
+            self.name
+        );
+        let (off_x, off_y) = ((out_w - inner_w) / 2, (out_h - inner_h) / 2);
+        let out_plane = out_w * out_h;
+        let full_w = raster.width as usize * s;
+        let ramp = (overlap as usize * s).max(1) as f32;
+        // Ramps only on sides shared with another tile.
+        let ramp_weight = |o: usize, lo: usize, hi: usize, has_lo: bool, has_hi: bool| {
+            let mut wgt = 1.0f32;
+            if has_lo {
+                wgt = wgt.min(((o - lo) as f32 + 0.5) / ramp);
+            }
+            if has_hi {
+                wgt = wgt.min(((hi - o) as f32 - 0.5) / ramp);
+            }
+            wgt.max(1e-4)
+        };
+        let (ox0, ox1, oy0, oy1) = (
+            x0 as usize * s,
+            x1 as usize * s,
+            y0 as usize * s,
+            y1 as usize * s,
+        );
+        let (left, right) = (x0 > 0, x1 < raster.width);
+        let (top, bottom) = (y0 > 0, y1 < raster.height);
+        for oy in oy0..oy1 {
+            let wy = ramp_weight(oy, oy0, oy1, top, bottom);
+            let my = off_y + oy - cy0 as usize * s;
+            for ox in ox0..ox1 {
+                let wx = ramp_weight(ox, ox0, ox1, left, right);
+                let wgt = wx * wy;
+                let mx = off_x + ox - cx0 as usize * s;
+                let m = my * out_w + mx;
+                let o = oy * full_w + ox;
+                for c in 0..3 {
+                    acc[o * 3 + c] += out[c * out_plane + m] * wgt;
+                }
+                weight[o] += wgt;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Start/end pairs covering `0..len` with tiles of `tile` sharing `overlap`.
+fn spans(len: u32, tile: u32, overlap: u32) -> Vec<(u32, u32)> {
+    if len <= tile {
+        return vec![(0, len)];
+    }
+    let step = tile - overlap;
+    let count = (len - overlap).div_ceil(step);
+    // Spread the tiles evenly so every overlap is about the same.
+    (0..count)
+        .map(|i| {
+            let start = (i as u64 * (len - tile) as u64 / (count - 1).max(1) as u64) as u32;
+            (start, start + tile)
+        })
+        .collect()
+}
+
+/// Alpha is not a colour: it is upscaled on its own with Lanczos3 on the
+/// straight values (no gamma), then recombined with the model's colour.
+fn upscale_alpha(raster: &Raster, width: u32, height: u32) -> Result<Vec<u16>> {
+    let alpha: Vec<u8> = raster
+        .data
+        .chunks_exact(4)
+        .flat_map(|p| p[3].to_ne_bytes())
+        .collect();
+    let src = Image::from_vec_u8(raster.width, raster.height, alpha, PixelType::U16)?;
+    let mut dst = Image::new(width, height, PixelType::U16);
+    Resizer::new().resize(
+        &src,
+        &mut dst,
+        &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+    )?;
+    Ok(dst
+        .buffer()
+        .chunks_exact(2)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        .collect())
+}
+
+impl Upscaler for ModelUpscaler {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn is_model(&self) -> bool {
+        true
+    }
+
+    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
+        let err = |e: anyhow::Error| StageError::new(Stage::Upscale, format!("{e:#}"));
+        if scale != self.entry.scale {
+            return Err(StageError::new(
+                Stage::Upscale,
+                format!(
+                    "model {} enlarges {}x, not {scale}x",
+                    self.name, self.entry.scale
+                ),
+            ));
+        }
+        let colour = self.run_colour(raster).map_err(err)?;
+        if !raster.has_alpha {
+            return Ok(colour);
+        }
+        let alpha = upscale_alpha(raster, colour.width, colour.height).map_err(err)?;
+        let mut out = Raster::new(colour.width, colour.height, true);
+        for ((dst, rgb), a) in out
+            .data
+            .chunks_exact_mut(4)
+            .zip(colour.data.chunks_exact(3))
+            .zip(alpha)
+        {
+            dst[..3].copy_from_slice(rgb);
+            dst[3] = a;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_cover_everything_with_the_overlap() {
+        for len in [1, 100, 256, 257, 500, 1024, 1031] {
+            let s = spans(len, 256, 16);
+            assert_eq!(s[0].0, 0);
+            assert_eq!(s.last().unwrap().1, len);
+            for pair in s.windows(2) {
+                assert!(pair[1].0 < pair[0].1, "gap in {s:?}");
+                assert!(pair[0].1 - pair[1].0 >= 16, "overlap too small in {s:?}");
+            }
+        }
+    }
+}
