@@ -5,6 +5,7 @@
 //! `fetch` for getting models and samples from the package registries.
 
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod fetch;
 pub mod models;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use upscaled::config::Config;
+use upscaled::config::{Config, LogFormat};
 use upscaled::models::tiled::TileSettings;
 use upscaled::models::{self, Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::decode::DecodeLimits;
@@ -28,6 +28,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: watch the config's hot folders until SIGTERM.
+    Run {
+        #[arg(long, default_value = "/etc/upscaled/config.yaml")]
+        config: PathBuf,
+        /// Files processed at once (their decode/encode overlap; the model
+        /// runs one at a time on all cores).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Run the pipeline on files and write DIR/<stem>.<ext> for each format.
     Process(ProcessArgs),
     /// List the built-in platform presets.
@@ -113,9 +122,16 @@ struct ProcessArgs {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    let json_logs = match &cli.command {
+        Command::Run { config, .. } => Config::load(config)
+            .map(|c| c.log_format == LogFormat::Json)
+            .unwrap_or(false),
+        _ => false,
+    };
+    init_logging(json_logs);
     let result = match cli.command {
+        Command::Run { config, workers } => run_daemon(config, workers),
         Command::Process(args) => process(args),
         Command::Presets => {
             print_presets();
@@ -135,14 +151,68 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_logging() {
+/// The journal (structured fields) under systemd, else stderr as text or JSON.
+fn init_logging(json: bool) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    if upscaled::daemon::systemd::under_journal()
+        && let Ok(journal) = upscaled::daemon::systemd::JournalLayer::new()
+    {
+        registry.with(journal).init();
+    } else if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
+            .init();
+    }
+}
+
+fn run_daemon(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let dir = config.models_dir.clone().unwrap_or_else(models_dir);
+    let catalog = Catalog::builtin()?.with_user_models(&dir)?;
+    // Every model a folder names must exist before we say READY.
+    for rule in &config.folders {
+        if let Some(model) = &rule.smart.model {
+            catalog.get(model).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: folder {}: {e}",
+                    config_path.display(),
+                    rule.path.display()
+                )
+            })?;
+        }
+    }
+    let library = ModelLibrary::new(catalog, dir, config.threads, TileSettings::default(), None)?;
+    let pipeline = Pipeline::with_source(Box::new(library));
+    upscaled::daemon::run(
+        config,
+        upscaled::daemon::RunOptions {
+            config_path,
+            workers,
+        },
+        pipeline,
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {

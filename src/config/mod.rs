@@ -183,7 +183,18 @@ impl Config {
         let mut v = Validator {
             positions: Positions::of(text),
             issues: Vec::new(),
-            base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            // Absolute, so logs and moves name real paths, not `config/../x`.
+            base: file
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                })
+                .and_then(|p| std::fs::canonicalize(p).ok())
+                .unwrap_or_default(),
         };
         let config = v.config(raw);
         if v.issues.is_empty() {
@@ -228,11 +239,23 @@ impl Validator {
 
     fn path(&self, text: &str) -> PathBuf {
         let p = PathBuf::from(text);
-        if p.is_absolute() {
+        let joined = if p.is_absolute() {
             p
         } else {
             self.base.join(p)
+        };
+        // Lexical clean-up of `.` and `..`; the folders may not exist yet.
+        let mut clean = PathBuf::new();
+        for part in joined.components() {
+            match part {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                other => clean.push(other),
+            }
         }
+        clean
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {

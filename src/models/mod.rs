@@ -210,13 +210,14 @@ impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
         &self,
         _raster: &crate::raster::Raster,
         scale: u32,
+        requested: Option<&str>,
     ) -> std::result::Result<
         std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>,
         crate::error::StageError,
     > {
-        let name = self
-            .forced
-            .clone()
+        let name = requested
+            .map(str::to_string)
+            .or_else(|| self.forced.clone())
             .unwrap_or_else(|| Self::default_for_scale(scale).to_string());
         self.load(&name)
             .map(|u| u as std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>)

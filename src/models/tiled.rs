@@ -18,6 +18,8 @@ use crate::error::{Stage, StageError};
 use crate::pipeline::upscale::Upscaler;
 use crate::raster::Raster;
 
+static INFERENCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileSettings {
     /// Input pixels per tile side. 0 = the whole image in one pass.
@@ -71,6 +73,9 @@ impl ModelUpscaler {
 
     /// Upscales the colour of `raster` (alpha ignored) by the model's scale.
     pub fn run_colour(&self, raster: &Raster) -> Result<Raster> {
+        // One inference at a time: each already uses every core, and two at
+        // once would only double the memory.
+        let _turn = INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
         let s = self.entry.scale;
         let (w, h) = (raster.width, raster.height);
         let (ow, oh) = (w as usize * s as usize, h as usize * s as usize);

@@ -92,6 +92,8 @@ pub struct JobSpec {
     pub quality: Option<u8>,
     pub max_bytes: Option<u64>,
     pub scale: ScaleChoice,
+    /// A model the job insists on (the folder's `smart.model`); None: auto.
+    pub model: Option<String>,
     pub trim: bool,
     pub metadata: MetadataMode,
     pub limits: DecodeLimits,
@@ -110,6 +112,7 @@ impl Default for JobSpec {
             quality: None,
             max_bytes: None,
             scale: ScaleChoice::Auto,
+            model: None,
             trim: false,
             metadata: MetadataMode::Strip,
             limits: DecodeLimits::default(),
@@ -209,7 +212,9 @@ impl Pipeline {
         );
         warnings.extend(warning);
         let upscaler = if model_scale > 1 {
-            let chosen = self.upscalers.for_scale(&raster, model_scale)?;
+            let chosen = self
+                .upscalers
+                .for_scale(&raster, model_scale, spec.model.as_deref())?;
             if !chosen.is_model() {
                 warnings.push(format!(
                     "no super-resolution model installed: enlarged {model_scale}x by {} interpolation",

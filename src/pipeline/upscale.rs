@@ -23,14 +23,25 @@ pub trait Upscaler: Send + Sync {
 /// Hands the pipeline the upscaler for a routed scale (the model library, or
 /// one fixed upscaler in tests and benchmarks).
 pub trait UpscalerSource: Send + Sync {
-    fn for_scale(&self, raster: &Raster, scale: u32) -> Result<Arc<dyn Upscaler>, StageError>;
+    /// `requested`: a model the job names; the source decides otherwise.
+    fn for_scale(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        requested: Option<&str>,
+    ) -> Result<Arc<dyn Upscaler>, StageError>;
 }
 
 /// Always the same upscaler.
 pub struct Fixed(pub Arc<dyn Upscaler>);
 
 impl UpscalerSource for Fixed {
-    fn for_scale(&self, _: &Raster, _: u32) -> Result<Arc<dyn Upscaler>, StageError> {
+    fn for_scale(
+        &self,
+        _: &Raster,
+        _: u32,
+        _: Option<&str>,
+    ) -> Result<Arc<dyn Upscaler>, StageError> {
         Ok(self.0.clone())
     }
 }

@@ -38,7 +38,7 @@ pub fn write_atomic(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("output");
-    let temp = dir.join(format!(".upscaled-{}-{name}.tmp", std::process::id()));
+    let temp = dir.join(format!("{}{name}.tmp", temp_prefix()));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -94,6 +94,46 @@ fn link_to_free_name(temp: &Path, dest: &Path) -> std::io::Result<PathBuf> {
 
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Temporary files carry the host and pid that write them, so a later start
+/// can tell its own dead leftovers from a live writer on another host.
+fn temp_prefix() -> String {
+    format!(".upscaled-{}-{}-", host_name(), std::process::id())
+}
+
+pub fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(['-', '/'], "_"))
+        .unwrap_or_else(|_| "host".into())
+}
+
+/// Removes temporary files left under `dir` by writers on this host that no
+/// longer run (a SIGKILL or power cut between create and rename). Returns how many.
+pub fn sweep_stale_temps(dir: &Path) -> usize {
+    let prefix = format!(".upscaled-{}-", host_name());
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += sweep_stale_temps(&path);
+            continue;
+        }
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if name.ends_with(".tmp") && !alive && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]
