@@ -10,9 +10,12 @@ setup:
 	./target/release/upscaled fetch-samples
 	./target/release/upscaled models fetch
 
+# The daemon on config/example.yaml; a sample photo is dropped in to show it working.
 run: setup
-	@echo "Until the daemon lands, 'make run' runs 'process' on an example photo."
-	./target/release/upscaled process $(UPSCALED_CACHE)/samples/astronaut.png --preset shopify -o example/out
+	mkdir -p example/inbox/shop example/inbox/social
+	cp -n $(UPSCALED_CACHE)/samples/astronaut.png example/inbox/shop/ || true
+	@echo "Watching example/inbox/*; results appear in example/out/*. Ctrl-C stops."
+	./target/release/upscaled run --config config/example.yaml
 
 test: setup
 	$(CARGO) fmt --all -- --check

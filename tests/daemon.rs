@@ -394,3 +394,27 @@ fn sigterm_exits_zero_and_a_bad_config_refuses_to_start() {
          bad.yaml:6:5: folders[0].settle: not a duration: \"soon\" (write e.g. 500ms, 1s, 2m, 4h)\n"
     );
 }
+
+#[test]
+fn tells_systemd_it_is_ready_and_how_busy_it_is() {
+    let s = Setup::new("");
+    let socket_path = s.path("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let daemon = bin()
+        .args(["run", "--config", s.config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    while !messages.iter().any(|m: &String| m.starts_with("STATUS=")) {
+        let n = socket.recv(&mut buf).expect("no notification from the daemon");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    stop(daemon);
+    assert_eq!(messages[0], "READY=1", "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("done")), "{messages:?}");
+}
