@@ -39,6 +39,14 @@ enum Command {
     },
     /// Run the pipeline on files and write DIR/<stem>.<ext> for each format.
     Process(ProcessArgs),
+    /// Say what each image is (photo, face, text, illustration), one JSON line each.
+    Classify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// JSON lines (the default; kept for scripts that pass it).
+        #[arg(long)]
+        json: bool,
+    },
     /// List the built-in platform presets.
     Presets,
     /// Validate a config file; exits non-zero and lists every error.
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, workers } => run_daemon(config, workers),
         Command::Process(args) => process(args),
+        Command::Classify { files, json: _ } => Ok(classify(&files)),
         Command::Presets => {
             print_presets();
             Ok(ExitCode::SUCCESS)
@@ -366,6 +375,56 @@ fn log_report(r: &JobReport) {
         outputs.join(", "),
         stages.join(" ")
     );
+}
+
+fn classify(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let result = std::fs::read(file)
+            .map_err(|e| format!("read failed: {e}"))
+            .and_then(|bytes| {
+                let decoded = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
+                    .map_err(|e| e.to_string())?;
+                let started = std::time::Instant::now();
+                let c = upscaled::pipeline::classify::classify(&decoded.raster, &bytes);
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                Ok(serde_json::json!({
+                    "file": file,
+                    "class": c.class,
+                    "confidence": (c.confidence * 100.0).round() / 100.0,
+                    "faces": c.faces.len(),
+                    "jpeg_quality_estimate": c.jpeg_quality_estimate,
+                    "jpeg_damaged": c.jpeg_damaged(),
+                    "features": {
+                        "flat": c.features.flat,
+                        "edges": c.features.edges,
+                        "top_colours": c.features.top_colours,
+                        "background": c.features.background,
+                        "saturation": c.features.saturation,
+                        "extremes": c.features.extremes,
+                        "face_share": c.features.face_share,
+                        "ramps": c.features.ramps,
+                        "row_transitions": c.features.row_transitions,
+                        "ink": c.features.ink,
+                        "lines": c.features.lines,
+                        "blockiness": c.blockiness,
+                    },
+                    "ms": (ms * 10.0).round() / 10.0,
+                }))
+            });
+        match result {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: {e}", file.display());
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn models_fetch(names: &[String], force: bool) -> anyhow::Result<ExitCode> {

@@ -400,7 +400,9 @@ fn tells_systemd_it_is_ready_and_how_busy_it_is() {
     let s = Setup::new("");
     let socket_path = s.path("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let daemon = bin()
         .args(["run", "--config", s.config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &socket_path)
@@ -411,7 +413,9 @@ fn tells_systemd_it_is_ready_and_how_busy_it_is() {
     let mut messages = Vec::new();
     let mut buf = [0u8; 512];
     while !messages.iter().any(|m: &String| m.starts_with("STATUS=")) {
-        let n = socket.recv(&mut buf).expect("no notification from the daemon");
+        let n = socket
+            .recv(&mut buf)
+            .expect("no notification from the daemon");
         messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
     stop(daemon);

@@ -6,16 +6,22 @@ use std::path::Path;
 use std::process::Command;
 
 fn unit_with_real_binary(dir: &Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/upscaled.service"))
-        .unwrap()
-        .replace("/usr/local/bin/upscaled", env!("CARGO_BIN_EXE_upscaled"));
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/upscaled.service"
+    ))
+    .unwrap()
+    .replace("/usr/local/bin/upscaled", env!("CARGO_BIN_EXE_upscaled"));
     let path = dir.join("upscaled.service");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn have_systemd_analyze() -> bool {
-    let found = Command::new("systemd-analyze").arg("--version").output().is_ok();
+    let found = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok();
     if !found {
         eprintln!("SKIPPED: systemd-analyze is not installed");
     }
@@ -29,10 +35,18 @@ fn unit_verifies_cleanly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_with_real_binary(dir.path());
-    let out = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     // verify complains about unrelated units on some hosts; only ours counts.
-    let ours: Vec<&str> = text.lines().filter(|l| l.contains("upscaled.service")).collect();
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("upscaled.service"))
+        .collect();
     assert!(out.status.success() && ours.is_empty(), "{text}");
 }
 

@@ -5,6 +5,7 @@
 //!
 //! Each stage is its own module; this one holds the job description and the loop.
 
+pub mod classify;
 pub mod crop;
 pub mod decode;
 pub mod encode;

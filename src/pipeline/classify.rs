@@ -1,0 +1,430 @@
+//! Stage: what is in the picture (photo, face, text, illustration) and how
+//! damaged it is by JPEG, from cheap image statistics and the SeetaFace
+//! detector that ships inside the `rustface` crate.
+//!
+//! Everything is measured on a copy whose long side is at most 512 px, so the
+//! cost does not grow with the source (a few ms plus the face detector).
+
+use serde::Serialize;
+
+use crate::raster::Raster;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Photo,
+    Face,
+    Text,
+    Illustration,
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Class::Photo => "photo",
+            Class::Face => "face",
+            Class::Text => "text",
+            Class::Illustration => "illustration",
+        })
+    }
+}
+
+/// A face box in source pixels.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct FaceBox {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    pub score: f64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Features {
+    /// Share of neighbouring pixel pairs with (almost) no difference: flat
+    /// fills of graphics, pages and screens; sensor noise keeps photos low.
+    pub flat: f64,
+    /// Share of pixel pairs that differ strongly: strokes and outlines.
+    pub edges: f64,
+    /// Share of pixels in the 8 most common colours (5 bits per channel).
+    pub top_colours: f64,
+    /// Share of the single most common colour: a page or screen background.
+    pub background: f64,
+    /// Mean saturation, 0..1.
+    pub saturation: f64,
+    /// Share of pixels that are very light or very dark (ink on paper).
+    pub extremes: f64,
+    /// Share of pixel pairs with small or medium steps (2..32): the smooth
+    /// gradients of photographs, rare in flat-shaded drawings.
+    pub ramps: f64,
+    /// Blank/inked alternations of rows per 100 rows: lines of type.
+    pub row_transitions: f64,
+    /// Share of pixels far from the background colour.
+    pub ink: f64,
+    /// Share of pixels on a thin dark line (darker by 40+ than the pixels two
+    /// steps away on both sides): the outlines of drawings.
+    pub lines: f64,
+    /// Largest face's share of the frame.
+    pub face_share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Classification {
+    pub class: Class,
+    pub confidence: f64,
+    pub faces: Vec<FaceBox>,
+    /// IJG-style quality of the JPEG's luminance table, when it is a JPEG.
+    pub jpeg_quality_estimate: Option<u8>,
+    /// Edge strength on the 8x8 grid over elsewhere (1.0: no blocking).
+    pub blockiness: f64,
+    pub features: Features,
+}
+
+impl Classification {
+    /// Visible JPEG damage: a low quality table or a visible 8x8 grid. Such
+    /// sources get a model that removes artefacts instead of sharpening them.
+    pub fn jpeg_damaged(&self) -> bool {
+        self.jpeg_quality_estimate.is_some_and(|q| q < 70) || self.blockiness > 1.35
+    }
+}
+
+/// Luma (0..255) of a copy whose long side is at most `max_side`.
+fn small_luma_rgb(raster: &Raster, max_side: u32) -> (u32, u32, Vec<[u8; 3]>) {
+    let step = raster.width.max(raster.height).div_ceil(max_side).max(1);
+    let (w, h) = (raster.width.div_ceil(step), raster.height.div_ceil(step));
+    let c = raster.channels();
+    let mut out = Vec::with_capacity((w * h) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            // Point sampling keeps noise and flat fills as they are; averaging
+            // would make photos look flat.
+            let (sx, sy) = (
+                (x * step).min(raster.width - 1),
+                (y * step).min(raster.height - 1),
+            );
+            let i = (sy as usize * raster.width as usize + sx as usize) * c;
+            let p = &raster.data[i..i + 3];
+            let a = if raster.has_alpha {
+                raster.data[i + 3] as u32
+            } else {
+                65535
+            };
+            // Transparent areas count as white (how they are usually shown).
+            let blend = |v: u16| ((v as u32 * a + 65535 * (65535 - a)) / 65535 / 257) as u8;
+            out.push([blend(p[0]), blend(p[1]), blend(p[2])]);
+        }
+    }
+    (w, h, out)
+}
+
+fn luma(p: [u8; 3]) -> i32 {
+    (p[0] as i32 * 77 + p[1] as i32 * 150 + p[2] as i32 * 29) >> 8
+}
+
+pub fn features(raster: &Raster, faces: &[FaceBox]) -> Features {
+    let (w, h, px) = small_luma_rgb(raster, 512);
+    let (w, h) = (w as usize, h as usize);
+    let mut flat = 0u64;
+    let mut edges = 0u64;
+    let mut ramps = 0u64;
+    let mut pairs = 0u64;
+    for y in 0..h {
+        for x in 0..w {
+            let here = px[y * w + x];
+            let mut pair = |other: [u8; 3]| {
+                let d = (0..3)
+                    .map(|c| (here[c] as i32 - other[c] as i32).abs())
+                    .max()
+                    .unwrap_or(0);
+                pairs += 1;
+                if d <= 1 {
+                    flat += 1;
+                }
+                if d >= 48 {
+                    edges += 1;
+                }
+                if (2..=32).contains(&d) {
+                    ramps += 1;
+                }
+            };
+            if x + 1 < w {
+                pair(px[y * w + x + 1]);
+            }
+            if y + 1 < h {
+                pair(px[(y + 1) * w + x]);
+            }
+        }
+    }
+    let mut histogram = vec![0u32; 1 << 15];
+    let mut saturation = 0.0;
+    let mut extremes = 0u64;
+    for p in &px {
+        let key = ((p[0] as usize >> 3) << 10) | ((p[1] as usize >> 3) << 5) | (p[2] as usize >> 3);
+        histogram[key] += 1;
+        let (max, min) = (*p.iter().max().unwrap(), *p.iter().min().unwrap());
+        if max > 0 {
+            saturation += (max - min) as f64 / max as f64;
+        }
+        let l = luma(*p);
+        if !(24..=232).contains(&l) {
+            extremes += 1;
+        }
+    }
+    let top_key = (0..histogram.len())
+        .max_by_key(|&k| histogram[k])
+        .unwrap_or(0);
+    let bg_luma = luma([
+        ((top_key >> 10) as u8) << 3 | 4,
+        (((top_key >> 5) & 31) as u8) << 3 | 4,
+        ((top_key & 31) as u8) << 3 | 4,
+    ]);
+    let mut lines = 0u64;
+    for y in 2..h.saturating_sub(2) {
+        for x in 2..w.saturating_sub(2) {
+            let l = luma(px[y * w + x]);
+            let horizontal = luma(px[y * w + x - 2]).min(luma(px[y * w + x + 2]));
+            let vertical = luma(px[(y - 2) * w + x]).min(luma(px[(y + 2) * w + x]));
+            if l + 40 < horizontal || l + 40 < vertical {
+                lines += 1;
+            }
+        }
+    }
+    // Rows with ink (far from the background) against blank rows.
+    let mut transitions = 0u32;
+    let mut inked_pixels = 0u64;
+    let mut previous = false;
+    for y in 0..h {
+        let inked_here = px[y * w..(y + 1) * w]
+            .iter()
+            .filter(|&&p| (luma(p) - bg_luma).abs() > 64)
+            .count();
+        inked_pixels += inked_here as u64;
+        let inked = inked_here * 100 > w;
+        if y > 0 && inked != previous {
+            transitions += 1;
+        }
+        previous = inked;
+    }
+    histogram.sort_unstable_by(|a, b| b.cmp(a));
+    let n = px.len().max(1) as f64;
+    let area = (raster.width as f64 * raster.height as f64).max(1.0);
+    Features {
+        flat: flat as f64 / pairs.max(1) as f64,
+        edges: edges as f64 / pairs.max(1) as f64,
+        top_colours: histogram[..8].iter().map(|&c| c as f64).sum::<f64>() / n,
+        background: histogram[0] as f64 / n,
+        saturation: saturation / n,
+        extremes: extremes as f64 / n,
+        ramps: ramps as f64 / pairs.max(1) as f64,
+        row_transitions: transitions as f64 * 100.0 / h.max(1) as f64,
+        ink: inked_pixels as f64 / n,
+        lines: lines as f64 / n,
+        face_share: faces
+            .iter()
+            .map(|f| f.width as f64 * f.height as f64 / area)
+            .fold(0.0, f64::max),
+    }
+}
+
+/// Finds frontal faces on a grey copy whose long side is at most 480 px
+/// (faces under ~5% of the frame's side are not the subject anyway).
+pub fn detect_faces(raster: &Raster) -> Vec<FaceBox> {
+    static MODEL: &[u8] = include_bytes!(env!("RUSTFACE_MODEL"));
+    let Ok(model) = rustface::read_model(MODEL) else {
+        return Vec::new();
+    };
+    let (w, h, px) = small_luma_rgb(raster, 480);
+    if w < 24 || h < 24 {
+        return Vec::new();
+    }
+    let grey: Vec<u8> = px.iter().map(|&p| luma(p) as u8).collect();
+    let scale = raster.width as f64 / w as f64;
+    let mut detector = rustface::create_detector_with_model(model);
+    detector.set_min_face_size(20);
+    detector.set_score_thresh(2.0);
+    detector.set_pyramid_scale_factor(0.8);
+    detector.set_slide_window_step(4, 4);
+    let image = rustface::ImageData::new(&grey, w, h);
+    detector
+        .detect(&image)
+        .into_iter()
+        .map(|f| {
+            let b = f.bbox();
+            let clamp = |v: i32| (v.max(0) as f64 * scale) as u32;
+            let x = clamp(b.x()).min(raster.width - 1);
+            let y = clamp(b.y()).min(raster.height - 1);
+            FaceBox {
+                x,
+                y,
+                width: ((b.width() as f64 * scale) as u32).min(raster.width - x),
+                height: ((b.height() as f64 * scale) as u32).min(raster.height - y),
+                score: f.score(),
+            }
+        })
+        .collect()
+}
+
+/// The class from the features: a small, readable rule set (thresholds and
+/// their measured accuracy are in docs/smart-mode.md).
+pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
+    let clamp = |v: f64| v.clamp(0.5, 0.99);
+    // A face that fills a real share of a natural image (no outlines).
+    if faces > 0 && f.face_share >= 0.03 && f.top_colours < 0.8 && f.lines < 0.03 {
+        return (Class::Face, clamp(0.6 + f.face_share));
+    }
+    // Drawn or rendered: few colours, or large flat fills without gradients.
+    // Grey images have few colours anyway, so they must have fewer still.
+    let grey = f.saturation <= 0.03;
+    let few_colours = f.top_colours >= if grey { 0.8 } else { 0.6 };
+    let graphic = few_colours || (f.flat >= 0.6 && f.ramps <= 0.2);
+    if graphic {
+        // Lines of type, or a grey UI: text. Colour or no rows: illustration.
+        let lines_of_type = f.row_transitions >= 3.0;
+        let grey_ui = grey && f.extremes < 0.5;
+        if lines_of_type || grey_ui {
+            return (Class::Text, clamp(0.6 + f.row_transitions / 40.0));
+        }
+        return (Class::Illustration, clamp(0.5 + f.top_colours / 3.0));
+    }
+    // A scan: grey, shaded paper, many thin dark strokes.
+    if grey && f.lines >= 0.035 {
+        return (Class::Text, 0.6);
+    }
+    // Natural-looking, but drawn with dark outlines: anime frames, comics.
+    if f.lines >= 0.035 && f.lines >= 0.5 * f.edges {
+        return (Class::Illustration, 0.6);
+    }
+    (Class::Photo, clamp(0.9 - f.lines * 5.0))
+}
+
+pub fn classify(raster: &Raster, source: &[u8]) -> Classification {
+    let faces = detect_faces(raster);
+    let features = features(raster, &faces);
+    let (class, confidence) = decide(&features, faces.len());
+    Classification {
+        class,
+        confidence,
+        faces,
+        jpeg_quality_estimate: jpeg_quality(source),
+        blockiness: blockiness(raster),
+        features,
+    }
+}
+
+/// The standard luminance quantisation table (JPEG spec, Annex K), in
+/// zig-zag order as DQT stores it.
+const STD_LUMA_ZIGZAG: [u16; 64] = [
+    16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49, 35, 37,
+    29, 40, 58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81,
+    87, 95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99,
+];
+
+/// Estimates the IJG quality setting from the first DQT table of a JPEG.
+pub fn jpeg_quality(bytes: &[u8]) -> Option<u8> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xDB {
+            let table = bytes.get(i + 4..i + 2 + len)?;
+            let precision16 = table.first()? >> 4 == 1;
+            let values: Vec<u16> = if precision16 {
+                table
+                    .get(1..129)?
+                    .chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect()
+            } else {
+                table.get(1..65)?.iter().map(|&v| v as u16).collect()
+            };
+            // IJG scales the standard table by S%: S = 5000/q below 50, 200-2q above.
+            let ratio: f64 = values
+                .iter()
+                .zip(STD_LUMA_ZIGZAG)
+                .map(|(&q, s)| q as f64 / s as f64)
+                .sum::<f64>()
+                / 64.0
+                * 100.0;
+            let quality = if ratio <= 100.0 {
+                (200.0 - ratio) / 2.0
+            } else {
+                5000.0 / ratio
+            };
+            return Some(quality.round().clamp(1.0, 100.0) as u8);
+        }
+        if marker == 0xDA {
+            return None;
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// Mean horizontal luma step across 8-pixel block borders over the mean step
+/// elsewhere, at full resolution on a band of rows.
+pub fn blockiness(raster: &Raster) -> f64 {
+    let (w, h) = (raster.width as usize, raster.height as usize);
+    if w < 32 || h < 16 {
+        return 1.0;
+    }
+    let c = raster.channels();
+    let rows = (0..h).step_by((h / 128).max(1));
+    let (mut border, mut border_n, mut inner, mut inner_n) = (0.0, 0u64, 0.0, 0u64);
+    for y in rows {
+        let row = &raster.data[y * w * c..(y + 1) * w * c];
+        let l = |x: usize| row[x * c + 1] as f64 / 257.0;
+        for x in 0..w - 1 {
+            let d = (l(x + 1) - l(x)).abs();
+            if x % 8 == 7 {
+                border += d;
+                border_n += 1;
+            } else {
+                inner += d;
+                inner_n += 1;
+            }
+        }
+    }
+    let inner = inner / inner_n.max(1) as f64;
+    if inner < 0.5 {
+        return 1.0; // flat images have no measurable blocking
+    }
+    (border / border_n.max(1) as f64) / inner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_graphic_is_not_a_photo() {
+        let mut r = Raster::new(200, 100, false);
+        for (i, p) in r.data.chunks_exact_mut(3).enumerate() {
+            let v = if (i % 200) < 100 { 65535 } else { 0 };
+            p.copy_from_slice(&[v, v / 2, 0]);
+        }
+        let c = classify(&r, &[]);
+        assert_ne!(c.class, Class::Photo, "{c:?}");
+        assert_eq!(c.jpeg_quality_estimate, None);
+    }
+
+    #[test]
+    fn jpeg_quality_is_read_from_the_table() {
+        let img = image::RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 4) as u8, 90])
+        });
+        for q in [30u8, 75, 92] {
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, q)
+                .encode_image(&img)
+                .unwrap();
+            let est = jpeg_quality(&out).unwrap();
+            assert!(est.abs_diff(q) <= 2, "quality {q} estimated as {est}");
+        }
+    }
+}
