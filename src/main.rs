@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use upscaled::config::{Config, LogFormat};
+use upscaled::config::{Config, LogFormat, QualityLevel};
 use upscaled::models::tiled::TileSettings;
 use upscaled::models::{self, Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::decode::DecodeLimits;
@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print Smart mode's decision for a file and why, without processing it.
+    Explain(ExplainArgs),
     /// List the built-in platform presets.
     Presets,
     /// Validate a config file; exits non-zero and lists every error.
@@ -57,6 +59,23 @@ enum Command {
     /// Fetch the scikit-image sample photos into the cache (for tests and demos).
     #[command(hide = true)]
     FetchSamples,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    file: PathBuf,
+    #[arg(long, conflicts_with_all = ["width", "height"])]
+    preset: Option<String>,
+    #[arg(long)]
+    width: Option<u32>,
+    #[arg(long)]
+    height: Option<u32>,
+    #[arg(long, value_enum)]
+    fit: Option<Fit>,
+    #[arg(long, default_value = "auto")]
+    scale: ScaleChoice,
+    #[arg(long, default_value = "balanced", value_parser = parse_level)]
+    level: QualityLevel,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +128,9 @@ struct ProcessArgs {
     /// auto, 1, 2 or 4.
     #[arg(long, default_value = "auto")]
     scale: ScaleChoice,
+    /// Smart mode's trade-off: fast, balanced or best (generative models).
+    #[arg(long, default_value = "balanced", value_parser = parse_level)]
+    level: QualityLevel,
     /// Trim uniform borders before upscaling.
     #[arg(long)]
     trim: bool,
@@ -142,6 +164,7 @@ fn main() -> ExitCode {
         Command::Run { config, workers } => run_daemon(config, workers),
         Command::Process(args) => process(args),
         Command::Classify { files, json: _ } => Ok(classify(&files)),
+        Command::Explain(args) => explain(&args),
         Command::Presets => {
             print_presets();
             Ok(ExitCode::SUCCESS)
@@ -229,6 +252,7 @@ fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {
         quality: args.quality,
         max_bytes: args.max_bytes,
         scale: args.scale,
+        level: args.level,
         trim: args.trim,
         metadata: args.metadata,
         limits: DecodeLimits::default(),
@@ -375,6 +399,98 @@ fn log_report(r: &JobReport) {
         outputs.join(", "),
         stages.join(" ")
     );
+}
+
+fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    use upscaled::pipeline::{classify, route};
+    let bytes = std::fs::read(&args.file)?;
+    let decoded = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let raster = &decoded.raster;
+    let target = match &args.preset {
+        Some(name) => Some(presets::get(name).map_err(anyhow::Error::msg)?.target()),
+        None if args.width.is_some() || args.height.is_some() => Some(Target {
+            width: args.width,
+            height: args.height,
+            fit: args.fit.unwrap_or_default(),
+            ..Target::default()
+        }),
+        None => None,
+    };
+    let c = classify::classify(raster, &bytes);
+    let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
+    println!("file:       {}", args.file.display());
+    println!(
+        "source:     {}x{} {}",
+        raster.width, raster.height, decoded.info.format
+    );
+    println!(
+        "class:      {} (confidence {:.2}); {} face(s); JPEG quality {}{}",
+        c.class,
+        c.confidence,
+        c.faces.len(),
+        c.jpeg_quality_estimate
+            .map_or("n/a".into(), |q| q.to_string()),
+        if c.jpeg_damaged() {
+            ", damaged: a denoising model is used"
+        } else {
+            ""
+        }
+    );
+    match &target {
+        Some(t) => println!(
+            "target:     {}x{} {:?}: needs {:.2}x",
+            t.width.map_or("auto".into(), |w| w.to_string()),
+            t.height.map_or("auto".into(), |h| h.to_string()),
+            t.fit,
+            r.needed
+        ),
+        None => println!("target:     none (scale only)"),
+    }
+    if r.model_scale <= 1 {
+        println!("decision:   no upscale: the source already covers the target; resize only");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
+    let library = ModelLibrary::new(catalog, models_dir(), 1, TileSettings::default(), None)?;
+    let spec = JobSpec {
+        level: args.level,
+        ..JobSpec::default()
+    };
+    let model = library.choose(r.model_scale, &spec, &c);
+    let entry = library.catalog().get(&model)?;
+    println!(
+        "decision:   {}x with {model} ({:?}, {}){}",
+        r.model_scale,
+        entry.kind,
+        entry.licence,
+        if !c.faces.is_empty() && entry.kind == upscaled::models::catalog::ModelKind::Generative {
+            "; faces from a fidelity model, blended in"
+        } else {
+            ""
+        }
+    );
+    if let Some(w) = &r.warning {
+        println!("warning:    {w}");
+    }
+    let megapixels = raster.width as f64 * raster.height as f64 / 1e6;
+    match upscaled::models::smart::seconds_per_megapixel(&model) {
+        Some(s) => println!(
+            "estimate:   ~{:.1} s of inference on 2 CPU cores ({s} s per input megapixel)",
+            s * megapixels
+        ),
+        None => println!("estimate:   no measured speed for this model"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_level(text: &str) -> Result<QualityLevel, String> {
+    match text {
+        "fast" => Ok(QualityLevel::Fast),
+        "balanced" => Ok(QualityLevel::Balanced),
+        "best" => Ok(QualityLevel::Best),
+        other => Err(format!("must be fast, balanced or best, not {other:?}")),
+    }
 }
 
 fn classify(files: &[PathBuf]) -> ExitCode {

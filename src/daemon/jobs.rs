@@ -273,6 +273,7 @@ pub fn spec_for(
         min_source_side: target.min_source_side,
         scale: rule.smart.scale,
         model: rule.smart.model.clone(),
+        level: rule.smart.quality,
         trim: rule.trim,
         metadata: rule.metadata,
         ..base.clone()

@@ -6,6 +6,7 @@ pub mod import;
 pub mod ncnn;
 pub mod onnx;
 pub mod runtime;
+pub mod smart;
 pub mod tiled;
 
 use std::path::{Path, PathBuf};
@@ -149,6 +150,7 @@ pub struct ModelLibrary {
     tiles: tiled::TileSettings,
     /// The folder's or the command line's model; None = choose by scale.
     forced: Option<String>,
+    routes: smart::Routes,
     loaded:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tiled::ModelUpscaler>>>,
 }
@@ -168,7 +170,9 @@ impl ModelLibrary {
         if let Some(name) = &forced {
             catalog.get(name)?;
         }
+        let routes = smart::Routes::builtin(&catalog)?;
         Ok(Self {
+            routes,
             catalog,
             dir,
             threads,
@@ -205,24 +209,55 @@ impl ModelLibrary {
     }
 }
 
+impl ModelLibrary {
+    /// The model Smart mode (or the job, or the command line) picks.
+    pub fn choose(
+        &self,
+        scale: u32,
+        spec: &crate::pipeline::JobSpec,
+        classification: &crate::pipeline::classify::Classification,
+    ) -> String {
+        spec.model
+            .clone()
+            .or_else(|| self.forced.clone())
+            .or_else(|| {
+                self.routes
+                    .pick(classification, scale, spec.level)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| Self::default_for_scale(scale).to_string())
+    }
+}
+
 impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
     fn for_scale(
         &self,
         _raster: &crate::raster::Raster,
         scale: u32,
-        requested: Option<&str>,
+        spec: &crate::pipeline::JobSpec,
+        classification: &crate::pipeline::classify::Classification,
     ) -> std::result::Result<
         std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>,
         crate::error::StageError,
     > {
-        let name = requested
-            .map(str::to_string)
-            .or_else(|| self.forced.clone())
-            .unwrap_or_else(|| Self::default_for_scale(scale).to_string());
-        self.load(&name)
-            .map(|u| u as std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>)
-            .map_err(|e| {
-                crate::error::StageError::new(crate::error::Stage::Upscale, format!("{e:#}"))
-            })
+        use std::sync::Arc;
+        let err = |e: anyhow::Error| {
+            crate::error::StageError::new(crate::error::Stage::Upscale, format!("{e:#}"))
+        };
+        let name = self.choose(scale, spec, classification);
+        let main = self.load(&name).map_err(err)?;
+        if classification.faces.is_empty() || !smart::is_generative(&self.catalog, &name) {
+            return Ok(main);
+        }
+        // Faces come from a fidelity model, blended into the generative result.
+        let fidelity = self.load(Self::default_for_scale(scale)).map_err(err)?;
+        if fidelity.scale() != main.scale() {
+            return Ok(main);
+        }
+        Ok(Arc::new(smart::FaceSafe {
+            main,
+            fidelity,
+            faces: classification.faces.clone(),
+        }))
     }
 }

@@ -95,6 +95,8 @@ pub struct JobSpec {
     pub scale: ScaleChoice,
     /// A model the job insists on (the folder's `smart.model`); None: auto.
     pub model: Option<String>,
+    /// Smart mode's speed/quality trade-off (the folder's `smart.quality`).
+    pub level: crate::config::QualityLevel,
     pub trim: bool,
     pub metadata: MetadataMode,
     pub limits: DecodeLimits,
@@ -114,6 +116,7 @@ impl Default for JobSpec {
             max_bytes: None,
             scale: ScaleChoice::Auto,
             model: None,
+            level: crate::config::QualityLevel::Balanced,
             trim: false,
             metadata: MetadataMode::Strip,
             limits: DecodeLimits::default(),
@@ -142,6 +145,10 @@ pub struct JobReport {
     pub output_size: (u32, u32),
     pub needed_scale: f64,
     pub model_scale: u32,
+    pub class: classify::Class,
+    pub class_confidence: f64,
+    pub faces: usize,
+    pub jpeg_damaged: bool,
     pub upscaler: String,
     pub outputs: Vec<OutputReport>,
     /// Milliseconds per stage, in pipeline order.
@@ -201,6 +208,9 @@ impl Pipeline {
         }
         timer.lap(Stage::Crop);
 
+        let classification = classify::classify(&raster, bytes);
+        timer.lap(Stage::Classify);
+
         let Route {
             needed,
             model_scale,
@@ -215,7 +225,7 @@ impl Pipeline {
         let upscaler = if model_scale > 1 {
             let chosen = self
                 .upscalers
-                .for_scale(&raster, model_scale, spec.model.as_deref())?;
+                .for_scale(&raster, model_scale, spec, &classification)?;
             if !chosen.is_model() {
                 warnings.push(format!(
                     "no super-resolution model installed: enlarged {model_scale}x by {} interpolation",
@@ -268,6 +278,10 @@ impl Pipeline {
                 output_size: (raster.width, raster.height),
                 needed_scale: needed,
                 model_scale,
+                class: classification.class,
+                class_confidence: classification.confidence,
+                faces: classification.faces.len(),
+                jpeg_damaged: classification.jpeg_damaged(),
                 upscaler: upscaler.map_or_else(|| "none".into(), |u| u.name()),
                 outputs: Vec::new(),
                 stage_ms: timer.laps,

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use crate::error::StageError;
+use crate::pipeline::JobSpec;
+use crate::pipeline::classify::Classification;
 use crate::pipeline::resize::resize;
 use crate::raster::Raster;
 
@@ -23,12 +25,14 @@ pub trait Upscaler: Send + Sync {
 /// Hands the pipeline the upscaler for a routed scale (the model library, or
 /// one fixed upscaler in tests and benchmarks).
 pub trait UpscalerSource: Send + Sync {
-    /// `requested`: a model the job names; the source decides otherwise.
+    /// `spec.model` names a model the job insists on; otherwise the source
+    /// decides, from the classification where it has one.
     fn for_scale(
         &self,
         raster: &Raster,
         scale: u32,
-        requested: Option<&str>,
+        spec: &JobSpec,
+        classification: &Classification,
     ) -> Result<Arc<dyn Upscaler>, StageError>;
 }
 
@@ -40,7 +44,8 @@ impl UpscalerSource for Fixed {
         &self,
         _: &Raster,
         _: u32,
-        _: Option<&str>,
+        _: &JobSpec,
+        _: &Classification,
     ) -> Result<Arc<dyn Upscaler>, StageError> {
         Ok(self.0.clone())
     }
