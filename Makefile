@@ -17,6 +17,12 @@ run: setup
 	@echo "Watching example/inbox/*; results appear in example/out/*. Ctrl-C stops."
 	./target/release/upscaled run --config config/example.yaml
 
+# Benchmarks (figures in docs/benchmarks.md). Peak memory: a 4x of a 1024² photo.
+bench: setup
+	$(CARGO) bench --bench pipeline
+	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
+		./target/release/upscaled process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
+
 test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -1,0 +1,369 @@
+//! `make bench` (cargo bench): encoders against cwebp/avifenc at matched
+//! SSIMULACRA2, model speed per family and size, what the pipeline adds to
+//! raw inference, and what Smart routing saves over "always 4x".
+//! Figures go to docs/benchmarks.md by hand, with this command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use upscaled::config::QualityLevel;
+use upscaled::models::tiled::TileSettings;
+use upscaled::models::{Catalog, ModelLibrary, models_dir};
+use upscaled::pipeline::encode::{EncodeSettings, OutputFormat, encode};
+use upscaled::pipeline::resize::resize;
+use upscaled::pipeline::route::ScaleChoice;
+use upscaled::pipeline::{JobSpec, Pipeline, Target, decode};
+use upscaled::raster::Raster;
+
+fn samples() -> PathBuf {
+    upscaled::fetch::samples(&upscaled::fetch::cache_dir()).expect("samples")
+}
+
+fn load(path: &Path) -> Raster {
+    let bytes = std::fs::read(path).unwrap();
+    decode::decode(&bytes, &decode::DecodeLimits::default())
+        .unwrap()
+        .raster
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let v = f();
+    (v, t.elapsed().as_secs_f64())
+}
+
+fn ssimulacra2(a: &Raster, b: &Raster) -> f64 {
+    use ssimulacra2::{ColorPrimaries, Rgb, TransferCharacteristic, compute_frame_ssimulacra2};
+    let frame = |r: &Raster| {
+        let data: Vec<[f32; 3]> = r
+            .without_alpha()
+            .data
+            .chunks_exact(3)
+            .map(|p| {
+                [
+                    p[0] as f32 / 65535.0,
+                    p[1] as f32 / 65535.0,
+                    p[2] as f32 / 65535.0,
+                ]
+            })
+            .collect();
+        Rgb::new(
+            data,
+            r.width as usize,
+            r.height as usize,
+            TransferCharacteristic::SRGB,
+            ColorPrimaries::BT709,
+        )
+        .unwrap()
+    };
+    compute_frame_ssimulacra2(frame(a), frame(b)).unwrap()
+}
+
+fn decode_file(path: &Path) -> Raster {
+    load(path)
+}
+
+/// Runs a command-line encoder and returns (seconds, bytes, score).
+fn external(
+    reference: &Raster,
+    png: &Path,
+    out: &Path,
+    args: &[String],
+    tool: &str,
+    decoder: &dyn Fn(&Path) -> Option<Raster>,
+) -> Option<(f64, u64, f64)> {
+    let (status, secs) = timed(|| Command::new(tool).args(args).output());
+    let status = status.ok()?;
+    if !status.status.success() {
+        eprintln!("{tool} failed: {}", String::from_utf8_lossy(&status.stderr));
+        return None;
+    }
+    let _ = png;
+    let bytes = std::fs::metadata(out).ok()?.len();
+    let decoded = decoder(out)?;
+    Some((secs, bytes, ssimulacra2(reference, &decoded)))
+}
+
+fn encoders(dir: &Path, source: &Raster) {
+    println!(
+        "\n## Encoders on a {}x{} upscaled photo",
+        source.width, source.height
+    );
+    let settings = EncodeSettings {
+        threads: 2,
+        ..EncodeSettings::default()
+    };
+    let png_path = dir.join("source.png");
+    let png = encode(source, OutputFormat::Png, &settings).unwrap();
+    std::fs::write(&png_path, &png.bytes).unwrap();
+    let (_, decode_s) = timed(|| decode_file(&png_path));
+    let (_, resize_s) =
+        timed(|| resize(source, source.width / 2, source.height / 2, None).unwrap());
+    println!(
+        "decode PNG: {decode_s:.3} s; resize to half (Lanczos3, linear light): {resize_s:.3} s"
+    );
+    println!("| encoder | settings | time | bytes | SSIMULACRA2 |\n|---|---|---|---|---|");
+    let mut ours = Vec::new();
+    for format in [
+        OutputFormat::Avif,
+        OutputFormat::Webp,
+        OutputFormat::Jpeg,
+        OutputFormat::Png,
+    ] {
+        let (e, secs) = timed(|| encode(source, format, &settings).unwrap());
+        let back = decode::decode(&e.bytes, &decode::DecodeLimits::default())
+            .map(|d| d.raster)
+            .ok();
+        let score = back.map_or(f64::NAN, |b| ssimulacra2(source, &b));
+        println!(
+            "| upscaled {format} | default (q{}) | {secs:.2} s | {} | {score:.1} |",
+            e.quality.map_or("-".into(), |q| q.to_string()),
+            e.bytes.len()
+        );
+        ours.push((format, e.bytes.len(), score, secs));
+    }
+    let decoder = |p: &Path| -> Option<Raster> {
+        let bytes = std::fs::read(p).ok()?;
+        decode::decode(&bytes, &decode::DecodeLimits::default())
+            .ok()
+            .map(|d| d.raster)
+    };
+    // cwebp at the lowest quality that matches our WebP's score.
+    if let Some(&(_, _, target, _)) = ours.iter().find(|o| o.0 == OutputFormat::Webp) {
+        let out = dir.join("cwebp.webp");
+        let mut best = None;
+        for q in (50..=100).step_by(2) {
+            let args: Vec<String> = ["-q", &q.to_string(), "-m", "4", "-mt"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([
+                    png_path.display().to_string(),
+                    "-o".into(),
+                    out.display().to_string(),
+                    "-quiet".into(),
+                ])
+                .collect();
+            match external(source, &png_path, &out, &args, "cwebp", &decoder) {
+                Some(r) if r.2 >= target => {
+                    best = Some((q, r));
+                    break;
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        match best {
+            Some((q, (s, b, sc))) => {
+                println!("| cwebp | -q {q} -m 4 -mt (matched) | {s:.2} s | {b} | {sc:.1} |")
+            }
+            None => println!("| cwebp | not installed or no match | | | |"),
+        }
+    }
+    // avifenc -s 6 at the highest quantizer that matches our AVIF's score.
+    if let Some(&(_, _, target, _)) = ours.iter().find(|o| o.0 == OutputFormat::Avif) {
+        let out = dir.join("avifenc.avif");
+        let mut best = None;
+        for q in (10..=50).rev().step_by(2) {
+            let args: Vec<String> = vec![
+                "-s".into(),
+                "6".into(),
+                "-j".into(),
+                "2".into(),
+                "--min".into(),
+                q.to_string(),
+                "--max".into(),
+                q.to_string(),
+                png_path.display().to_string(),
+                out.display().to_string(),
+            ];
+            match external(source, &png_path, &out, &args, "avifenc", &decoder) {
+                Some(r) if r.2 >= target => {
+                    best = Some((q, r));
+                    break;
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        match best {
+            Some((q, (s, b, sc))) => println!(
+                "| avifenc (libaom) | -s 6 quantizer {q} (matched) | {s:.2} s | {b} | {sc:.1} |"
+            ),
+            None => println!("| avifenc | not installed, or AVIF not decodable here | | | |"),
+        }
+    }
+}
+
+fn photo_of(side: u32) -> Raster {
+    let base = load(&samples().join("coffee.png"));
+    // Crops of a real photo; 1024 is the photo enlarged (no real 1024 photo ships).
+    let square = base.height.min(base.width);
+    let crop = {
+        let mut r = Raster::new(square, square, false);
+        for y in 0..square {
+            let src = &base.data[(y * base.width) as usize * 3..][..square as usize * 3];
+            r.data[(y * square) as usize * 3..][..square as usize * 3].copy_from_slice(src);
+        }
+        r
+    };
+    resize(&crop, side, side, None).unwrap()
+}
+
+fn models(quick: bool) {
+    println!("\n## Model inference, ONNX Runtime on the CPU, seconds per input megapixel");
+    let catalog = Catalog::builtin().unwrap();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let lib = ModelLibrary::new(
+        catalog,
+        models_dir(),
+        threads,
+        TileSettings::default(),
+        None,
+    )
+    .unwrap();
+    println!("| model | 256² | 512² | 1024² |\n|---|---|---|---|");
+    let families = [
+        ("spanx2_ch48", 1024),
+        ("spanx4_ch48", 1024),
+        ("realesr-animevideov3-x4", 1024),
+        ("waifu2x-upconv7-photo-2x", 1024),
+        ("realcugan-se-2x-conservative", 512),
+        ("waifu2x-cunet-2x", 512),
+        ("realesrgan-x4plus", 256),
+    ];
+    for (name, largest) in families {
+        let Ok(model) = lib.load(name) else {
+            println!("| {name} | not installed | | |");
+            continue;
+        };
+        let mut cells = Vec::new();
+        for side in [256u32, 512, 1024] {
+            if side > largest || (quick && side > 256) {
+                cells.push("—".to_string());
+                continue;
+            }
+            let r = photo_of(side);
+            let (_, secs) = timed(|| model.run_colour(&r).unwrap());
+            cells.push(format!("{:.2}", secs / (side as f64 * side as f64 / 1e6)));
+        }
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+
+    println!("\n## What the pipeline adds to raw inference (spanx4_ch48, 512² photo, WebP out)");
+    let r = photo_of(512);
+    let png = encode(&r, OutputFormat::Png, &EncodeSettings::default())
+        .unwrap()
+        .bytes;
+    let model = lib.load("spanx4_ch48").unwrap();
+    let (_, raw) = timed(|| model.run_colour(&r).unwrap());
+    let pipeline = Pipeline::with_source(Box::new(
+        ModelLibrary::new(
+            Catalog::builtin().unwrap(),
+            models_dir(),
+            threads,
+            TileSettings::default(),
+            None,
+        )
+        .unwrap(),
+    ));
+    let spec = JobSpec {
+        model: Some("spanx4_ch48".into()),
+        scale: ScaleChoice::X4,
+        formats: vec![OutputFormat::Webp],
+        ..JobSpec::default()
+    };
+    let (rendered, total) = timed(|| {
+        pipeline
+            .render(Path::new("bench.png"), &png, &spec)
+            .unwrap()
+    });
+    println!(
+        "raw inference {raw:.2} s; whole pipeline {total:.2} s (+{:.0}%); stages: {:?}",
+        (total / raw - 1.0) * 100.0,
+        rendered.report.stage_ms
+    );
+}
+
+fn smart_savings() {
+    println!("\n## Smart routing vs always 4x: a mixed folder, 1024x1024 WebP target");
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let pipeline = Pipeline::with_source(Box::new(
+        ModelLibrary::new(
+            Catalog::builtin().unwrap(),
+            models_dir(),
+            threads,
+            TileSettings::default(),
+            None,
+        )
+        .unwrap(),
+    ));
+    // Two already large enough, two needing ~2x, two tiny.
+    let files: Vec<Vec<u8>> = [1200u32, 1100, 600, 520, 250, 200]
+        .iter()
+        .map(|&side| {
+            encode(
+                &photo_of(side),
+                OutputFormat::Png,
+                &EncodeSettings::default(),
+            )
+            .unwrap()
+            .bytes
+        })
+        .collect();
+    let target = Target {
+        width: Some(1024),
+        height: Some(1024),
+        ..Target::default()
+    };
+    for (label, scale) in [
+        ("smart (auto)", ScaleChoice::Auto),
+        ("always 4x", ScaleChoice::X4),
+    ] {
+        let spec = JobSpec {
+            target: Some(target.clone()),
+            scale,
+            level: QualityLevel::Balanced,
+            formats: vec![OutputFormat::Webp],
+            ..JobSpec::default()
+        };
+        let (_, secs) = timed(|| {
+            for bytes in &files {
+                pipeline
+                    .render(Path::new("mixed.png"), bytes, &spec)
+                    .unwrap();
+            }
+        });
+        println!("{label}: {secs:.1} s for 6 files");
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; BENCH_QUICK=1 keeps it short.
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "# upscaled benchmarks ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let catalog = Catalog::builtin().unwrap();
+    let lib = ModelLibrary::new(catalog, models_dir(), 2, TileSettings::default(), None).unwrap();
+    let astronaut = load(&samples().join("astronaut.png"));
+    let source = match lib.load("spanx4_ch48") {
+        Ok(m) => m.run_colour(&astronaut).unwrap(),
+        Err(_) => resize(&astronaut, 2048, 2048, None).unwrap(),
+    };
+    // The input of the memory measurement in `make bench`.
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&bench_dir).unwrap();
+    let big = encode(
+        &photo_of(1024),
+        OutputFormat::Png,
+        &EncodeSettings::default(),
+    )
+    .unwrap();
+    std::fs::write(bench_dir.join("photo-1024.png"), big.bytes).unwrap();
+    encoders(dir.path(), &source);
+    models(quick);
+    smart_savings();
+}
