@@ -64,6 +64,13 @@ fn decode_file(path: &Path) -> Raster {
     load(path)
 }
 
+fn decode_file_opt(path: &Path) -> Option<Raster> {
+    let bytes = std::fs::read(path).ok()?;
+    decode::decode(&bytes, &decode::DecodeLimits::default())
+        .ok()
+        .map(|d| d.raster)
+}
+
 /// Runs a command-line encoder and returns (seconds, bytes, score).
 fn external(
     reference: &Raster,
@@ -98,6 +105,10 @@ fn encoders(dir: &Path, source: &Raster) {
     let png = encode(source, OutputFormat::Png, &settings).unwrap();
     std::fs::write(&png_path, &png.bytes).unwrap();
     let (_, decode_s) = timed(|| decode_file(&png_path));
+    let jpeg = encode(source, OutputFormat::Jpeg, &settings).unwrap();
+    let (_, jpeg_decode_s) =
+        timed(|| decode::decode(&jpeg.bytes, &decode::DecodeLimits::default()).unwrap());
+    println!("decode JPEG: {jpeg_decode_s:.3} s");
     let (_, resize_s) =
         timed(|| resize(source, source.width / 2, source.height / 2, None).unwrap());
     println!(
@@ -123,8 +134,16 @@ fn encoders(dir: &Path, source: &Raster) {
         );
         ours.push((format, e.bytes.len(), score, secs));
     }
+    // AVIF is read back with avifdec (upscaled itself never decodes AVIF).
     let decoder = |p: &Path| -> Option<Raster> {
-        let bytes = std::fs::read(p).ok()?;
+        let path = if p.extension().is_some_and(|e| e == "avif") {
+            let png = p.with_extension("back.png");
+            Command::new("avifdec").arg(p).arg(&png).output().ok()?;
+            png
+        } else {
+            p.to_path_buf()
+        };
+        let bytes = std::fs::read(path).ok()?;
         decode::decode(&bytes, &decode::DecodeLimits::default())
             .ok()
             .map(|d| d.raster)

@@ -104,6 +104,10 @@ pub fn session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<Mod
         .map_err(|e| anyhow!("{e}"))?
         .with_intra_threads(threads.max(1))
         .map_err(|e| anyhow!("{e}"))?
+        // Memory patterns are planned per input shape and kept; tiles come in
+        // several shapes, so they cost memory for little speed (docs/benchmarks.md).
+        .with_memory_pattern(false)
+        .map_err(|e| anyhow!("{e}"))?
         .with_execution_providers(execution_providers())
         .map_err(|e| anyhow!("{e}"))?
         .commit_from_memory(&bytes)
