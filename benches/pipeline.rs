@@ -116,6 +116,19 @@ fn encoders(dir: &Path, source: &Raster) {
     );
     println!("| encoder | settings | time | bytes | SSIMULACRA2 |\n|---|---|---|---|---|");
     let mut ours = Vec::new();
+    // AVIF is read back with avifdec (upscaled itself never decodes AVIF).
+    let read_back = |format: OutputFormat, bytes: &[u8]| -> Option<Raster> {
+        let path = dir.join(format!("ours.{}", format.extension()));
+        std::fs::write(&path, bytes).ok()?;
+        let path = if format == OutputFormat::Avif {
+            let png = dir.join("ours-avif.png");
+            Command::new("avifdec").arg(&path).arg(&png).output().ok()?;
+            png
+        } else {
+            path
+        };
+        decode_file_opt(&path)
+    };
     for format in [
         OutputFormat::Avif,
         OutputFormat::Webp,
@@ -123,10 +136,7 @@ fn encoders(dir: &Path, source: &Raster) {
         OutputFormat::Png,
     ] {
         let (e, secs) = timed(|| encode(source, format, &settings).unwrap());
-        let back = decode::decode(&e.bytes, &decode::DecodeLimits::default())
-            .map(|d| d.raster)
-            .ok();
-        let score = back.map_or(f64::NAN, |b| ssimulacra2(source, &b));
+        let score = read_back(format, &e.bytes).map_or(f64::NAN, |b| ssimulacra2(source, &b));
         println!(
             "| upscaled {format} | default (q{}) | {secs:.2} s | {} | {score:.1} |",
             e.quality.map_or("-".into(), |q| q.to_string()),
