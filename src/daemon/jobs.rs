@@ -280,6 +280,17 @@ pub fn spec_for(
     }
 }
 
+/// Drops the file's kept upscale when its targets are done (or failed).
+struct Forget<'a>(&'a Pipeline, &'a [u8], bool);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if self.2 {
+            self.0.forget(self.1);
+        }
+    }
+}
+
 /// Runs one claimed file to its end state.
 pub fn process(
     pipeline: &Pipeline,
@@ -301,8 +312,13 @@ pub fn process(
             ))
         })?;
         let mut reports = Vec::new();
+        let shared = rule.targets.len() > 1;
+        let _forget = Forget(pipeline, &bytes, shared);
         for (target, paths) in rule.targets.iter().zip(&plan) {
-            let spec = spec_for(rule, target, base);
+            let spec = JobSpec {
+                reuse_upscale: shared,
+                ..spec_for(rule, target, base)
+            };
             let rendered = pipeline.render(&shown, &bytes, &spec).map_err(fail)?;
             let mut report = rendered.report;
             for (out, path) in rendered.encoded.into_iter().zip(paths) {

@@ -16,7 +16,7 @@ pub mod upscale;
 pub mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,9 @@ pub struct JobSpec {
     pub model: Option<String>,
     /// Smart mode's speed/quality trade-off (the folder's `smart.quality`).
     pub level: crate::config::QualityLevel,
+    /// Keep the upscaled image for the next target of the same file (the
+    /// caller then calls `Pipeline::forget` when the file is done).
+    pub reuse_upscale: bool,
     pub trim: bool,
     pub metadata: MetadataMode,
     pub limits: DecodeLimits,
@@ -117,6 +120,7 @@ impl Default for JobSpec {
             scale: ScaleChoice::Auto,
             model: None,
             level: crate::config::QualityLevel::Balanced,
+            reuse_upscale: false,
             trim: false,
             metadata: MetadataMode::Strip,
             limits: DecodeLimits::default(),
@@ -162,21 +166,43 @@ pub struct Rendered {
     pub encoded: Vec<encode::Encoded>,
 }
 
+/// The last upscale results, keyed by (upscaler, scale, trim, SHA-256 of the
+/// source): a folder with several targets upscales each file once.
+type UpscaleCache = Mutex<Vec<((String, u32, bool, [u8; 32]), Raster)>>;
+
 pub struct Pipeline {
     upscalers: Box<dyn UpscalerSource>,
+    last_upscale: UpscaleCache,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 impl Pipeline {
+    /// Drops the kept upscale results of a file (see `JobSpec::reuse_upscale`).
+    pub fn forget(&self, bytes: &[u8]) {
+        let d = digest(bytes);
+        if let Ok(mut c) = self.last_upscale.lock() {
+            c.retain(|(k, _)| k.3 != d);
+        }
+    }
+
     /// A pipeline that always uses `upscaler`.
     pub fn new(upscaler: Box<dyn Upscaler>) -> Self {
         Pipeline {
             upscalers: Box::new(Fixed(Arc::from(upscaler))),
+            last_upscale: Mutex::new(Vec::new()),
         }
     }
 
     /// A pipeline that asks `upscalers` for the model of each routed scale.
     pub fn with_source(upscalers: Box<dyn UpscalerSource>) -> Self {
-        Pipeline { upscalers }
+        Pipeline {
+            upscalers,
+            last_upscale: Mutex::new(Vec::new()),
+        }
     }
 
     /// Runs every stage except the write: decode to encoded bytes.
@@ -239,7 +265,33 @@ impl Pipeline {
         timer.lap(Stage::Route);
 
         let raster = match &upscaler {
-            Some(u) => upscale::upscale(u.as_ref(), raster, model_scale)?,
+            Some(u) => {
+                // Several targets of one file share one inference.
+                let key = (u.name(), model_scale, spec.trim, digest(bytes));
+                let hit = spec
+                    .reuse_upscale
+                    .then(|| self.last_upscale.lock().ok())
+                    .flatten()
+                    .and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()));
+                match hit {
+                    Some(raster) => raster,
+                    None => {
+                        let out = upscale::upscale(u.as_ref(), raster, model_scale)?;
+                        if let Some(mut c) = spec
+                            .reuse_upscale
+                            .then(|| self.last_upscale.lock().ok())
+                            .flatten()
+                        {
+                            // One entry per worker is enough; keep two.
+                            if c.len() >= 2 {
+                                c.remove(0);
+                            }
+                            c.push((key, out.clone()));
+                        }
+                        out
+                    }
+                }
+            }
             None => raster,
         };
         timer.lap(Stage::Upscale);
@@ -394,5 +446,59 @@ impl StageTimer {
         self.laps
             .push((stage.to_string(), (now - self.last).as_secs_f64() * 1e3));
         self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Interpolation that counts its calls.
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Upscaler for Counting {
+        fn name(&self) -> String {
+            "counting".into()
+        }
+        fn is_model(&self) -> bool {
+            true
+        }
+        fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            upscale::Interpolation.upscale(raster, scale)
+        }
+    }
+
+    #[test]
+    fn targets_of_one_file_share_one_upscale() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let pipeline = Pipeline::new(Box::new(Counting(calls.clone())));
+        let img =
+            image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let spec = |w: u32, reuse: bool| JobSpec {
+            target: Some(Target {
+                width: Some(w),
+                height: Some(w),
+                ..Target::default()
+            }),
+            scale: ScaleChoice::X2,
+            formats: vec![OutputFormat::Png],
+            reuse_upscale: reuse,
+            ..JobSpec::default()
+        };
+        let input = Path::new("x.png");
+        pipeline.render(input, &png, &spec(60, true)).unwrap();
+        pipeline.render(input, &png, &spec(70, true)).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        pipeline.forget(&png);
+        pipeline.render(input, &png, &spec(60, true)).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        pipeline.render(input, &png, &spec(60, false)).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }
