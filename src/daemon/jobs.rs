@@ -66,14 +66,15 @@ impl WorkArea {
             }
             for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = entry.file_name();
-                if name == "lock" {
+                if !name.to_str().is_some_and(is_job_name) {
+                    // The lock, or a temp file the dead daemon was writing.
+                    let _ = fs::remove_file(entry.path());
                     continue;
                 }
                 if fs::rename(entry.path(), self.dir.join(&name)).is_ok() && !is_plan(&name) {
                     adopted += 1;
                 }
             }
-            let _ = fs::remove_file(dir.join("lock"));
             let _ = fs::remove_dir(&dir);
         }
         adopted
@@ -88,7 +89,7 @@ impl WorkArea {
             .map(|e| e.path())
             .filter(|p| {
                 let name = p.file_name().unwrap_or_default();
-                name != "lock" && !is_plan(name)
+                name.to_str().is_some_and(is_job_name) && !is_plan(name)
             })
             .collect();
         jobs.sort();
@@ -120,7 +121,14 @@ impl WorkArea {
 }
 
 fn is_plan(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|n| n.ends_with(".plan"))
+    name.to_str()
+        .is_some_and(|n| n.ends_with(".plan") && is_job_name(n))
+}
+
+/// Claimed files are named `<12-digit sequence>~<encoded path>`; anything else
+/// in a work folder (temp files being written, the lock) is not a job.
+fn is_job_name(name: &str) -> bool {
+    name.len() > 13 && name.as_bytes()[12] == b'~' && name[..12].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The original relative path, kept in the work file's name: `/` → `%2F`.
@@ -445,6 +453,16 @@ fn humantime_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_claimed_files_are_jobs() {
+        assert!(is_job_name("000000000042~photo.jpg"));
+        assert!(!is_job_name("lock"));
+        assert!(!is_job_name(
+            ".upscaled-host-12-000000000042~photo.jpg.plan.tmp"
+        ));
+        assert!(is_plan(std::ffi::OsStr::new("000000000042~photo.jpg.plan")));
+    }
 
     #[test]
     fn relative_paths_survive_the_work_file_name() {
