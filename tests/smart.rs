@@ -172,3 +172,27 @@ fn faces_come_from_the_fidelity_model() {
     eprintln!("face region: {to_fidelity:.1} dB to fidelity, {to_generative:.1} dB to generative");
     assert!(to_fidelity > to_generative + 10.0);
 }
+
+#[test]
+fn compare_renders_a_sheet_with_a_legend() {
+    models(&["spanx4_ch48", "spanx4_ch52"]);
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = dir.path().join("sheet.png");
+    let out = run(&[
+        "compare",
+        samples().join("astronaut.png").to_str().unwrap(),
+        "-o",
+        sheet.to_str().unwrap(),
+        "--crop",
+        "40",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let legend = String::from_utf8_lossy(&out.stdout);
+    let columns = legend.lines().filter(|l| l.starts_with("column")).count() as u32;
+    assert!(
+        legend.contains("column 1: bicubic") && columns >= 2,
+        "{legend}"
+    );
+    let img = image::open(&sheet).unwrap();
+    assert_eq!((img.width(), img.height()), (columns * (160 + 8) - 8, 160));
+}
