@@ -74,7 +74,6 @@ fn decode_file_opt(path: &Path) -> Option<Raster> {
 /// Runs a command-line encoder and returns (seconds, bytes, score).
 fn external(
     reference: &Raster,
-    png: &Path,
     out: &Path,
     args: &[String],
     tool: &str,
@@ -86,7 +85,6 @@ fn external(
         eprintln!("{tool} failed: {}", String::from_utf8_lossy(&status.stderr));
         return None;
     }
-    let _ = png;
     let bytes = std::fs::metadata(out).ok()?.len();
     let decoded = decoder(out)?;
     Some((secs, bytes, ssimulacra2(reference, &decoded)))
@@ -173,7 +171,7 @@ fn encoders(dir: &Path, source: &Raster) {
                     "-quiet".into(),
                 ])
                 .collect();
-            match external(source, &png_path, &out, &args, "cwebp", &decoder) {
+            match external(source, &out, &args, "cwebp", &decoder) {
                 Some(r) if r.2 >= target => {
                     best = Some((q, r));
                     break;
@@ -206,7 +204,7 @@ fn encoders(dir: &Path, source: &Raster) {
                 png_path.display().to_string(),
                 out.display().to_string(),
             ];
-            match external(source, &png_path, &out, &args, "avifenc", &decoder) {
+            match external(source, &out, &args, "avifenc", &decoder) {
                 Some(r) if r.2 >= target => {
                     best = Some((q, r));
                     break;

@@ -404,7 +404,7 @@ fn failed(rule: &FolderRule, work_file: &Path, rel: &Path, error: JobError) -> O
         error.file.display(),
         error.stage,
         error.cause,
-        humantime_now()
+        unix_time_now()
     );
     let _ = write_atomic(Path::new(&reason_path), text.as_bytes(), Collision::Replace);
     Outcome::Failed {
@@ -443,7 +443,7 @@ fn touch(path: &Path) {
     }
 }
 
-fn humantime_now() -> String {
+fn unix_time_now() -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
