@@ -312,10 +312,59 @@ impl Importer<'_> {
         ([kh, kw], [dh, dw], [sh, sw])
     }
 
+    /// `weight_data_size` checked against `out_c` kernels of `kh`x`kw`;
+    /// returns it and the input channels per output it implies.
+    fn kernel_weights(l: &Layer, out_c: i64, kh: i64, kw: i64) -> Result<(i64, i64)> {
+        let size = l.int(6, 0) as i64;
+        ensure!(
+            out_c > 0 && kh > 0 && kw > 0 && size % (out_c * kh * kw) == 0,
+            "weight_data_size {size} does not fit {out_c} outputs of {kh}x{kw}"
+        );
+        Ok((size, size / (out_c * kh * kw)))
+    }
+
+    /// The part Convolution and Deconvolution share: the optional bias, the
+    /// node with its geometry, and the fused activation.
+    fn emit_conv(
+        &mut self,
+        l: &Layer,
+        op: &str,
+        x: String,
+        w: String,
+        out_c: i64,
+        extra: (&'static str, Attr),
+    ) -> Result<()> {
+        let ([kh, kw], dil, stride) = Self::conv_geometry(l);
+        let mut inputs = vec![x, w];
+        if l.int(5, 0) != 0 {
+            let bias = self
+                .weights
+                .raw_f32(out_c as usize, &format!("{} bias", l.kind))?;
+            inputs.push(self.g.constant(&l.name, &[out_c], &bias));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let y = self.g.fresh(&l.name);
+        self.g.node(
+            op,
+            &refs,
+            &[&y],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![kh, kw])),
+                ("dilations", Attr::Ints(dil.to_vec())),
+                ("strides", Attr::Ints(stride.to_vec())),
+                ("pads", Attr::Ints(Self::pads(l)?.to_vec())),
+                extra,
+            ],
+        );
+        let y = self.fused_activation(l, y)?;
+        self.finish_into_output(l, y);
+        Ok(())
+    }
+
     fn convolution(&mut self, l: &Layer) -> Result<()> {
         let x = self.input(l, 0)?;
         let out_c = l.int(0, 0) as i64;
-        let ([kh, kw], dil, stride) = Self::conv_geometry(l);
+        let ([kh, kw], _, _) = Self::conv_geometry(l);
         let group = if l.kind == "ConvolutionDepthWise" {
             l.int(7, 1) as i64
         } else {
@@ -324,54 +373,23 @@ impl Importer<'_> {
         ensure!(l.int(8, 0) == 0, "int8 quantised weights are not supported");
         let pad_value = l.float(18, 0.0);
         ensure!(pad_value == 0.0, "non-zero pad value is not supported");
-        let size = l.int(6, 0) as i64;
-        ensure!(
-            out_c > 0 && kh > 0 && kw > 0 && size % (out_c * kh * kw) == 0,
-            "weight_data_size {size} does not fit {out_c} outputs of {kh}x{kw}"
-        );
-        let in_per_group = size / (out_c * kh * kw);
+        let (size, in_per_group) = Self::kernel_weights(l, out_c, kh, kw)?;
         let weights = self.weights.tagged(size as usize, "Convolution weights")?;
         let w = self
             .g
             .constant(&l.name, &[out_c, in_per_group, kh, kw], &weights);
-        let mut inputs = vec![x, w];
-        if l.int(5, 0) != 0 {
-            let bias = self.weights.raw_f32(out_c as usize, "Convolution bias")?;
-            inputs.push(self.g.constant(&l.name, &[out_c], &bias));
-        }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let y = self.g.fresh(&l.name);
-        self.g.node(
-            "Conv",
-            &refs,
-            &[&y],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![kh, kw])),
-                ("dilations", Attr::Ints(dil.to_vec())),
-                ("strides", Attr::Ints(stride.to_vec())),
-                ("pads", Attr::Ints(Self::pads(l)?.to_vec())),
-                ("group", Attr::Int(group)),
-            ],
-        );
-        let y = self.fused_activation(l, y)?;
-        self.finish_into_output(l, y);
-        Ok(())
+        self.emit_conv(l, "Conv", x, w, out_c, ("group", Attr::Int(group)))
     }
 
     fn deconvolution(&mut self, l: &Layer) -> Result<()> {
         let x = self.input(l, 0)?;
         let out_c = l.int(0, 0) as i64;
-        let ([kh, kw], dil, stride) = Self::conv_geometry(l);
+        let ([kh, kw], _, _) = Self::conv_geometry(l);
         ensure!(
             l.int(20, 0) == 0 && l.int(21, 0) == 0,
             "fixed output size is not supported"
         );
-        let size = l.int(6, 0) as i64;
-        ensure!(
-            out_c > 0 && kh > 0 && kw > 0 && size % (out_c * kh * kw) == 0,
-            "weight_data_size {size} does not fit {out_c} outputs of {kh}x{kw}"
-        );
-        let in_c = size / (out_c * kh * kw);
+        let (size, in_c) = Self::kernel_weights(l, out_c, kh, kw)?;
         let stored = self
             .weights
             .tagged(size as usize, "Deconvolution weights")?;
@@ -386,29 +404,15 @@ impl Importer<'_> {
             }
         }
         let w = self.g.constant(&l.name, &[in_c, out_c, kh, kw], &weights);
-        let mut inputs = vec![x, w];
-        if l.int(5, 0) != 0 {
-            let bias = self.weights.raw_f32(out_c as usize, "Deconvolution bias")?;
-            inputs.push(self.g.constant(&l.name, &[out_c], &bias));
-        }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let output_padding = vec![l.int(19, 0) as i64, l.int(18, 0) as i64];
-        let y = self.g.fresh(&l.name);
-        self.g.node(
+        self.emit_conv(
+            l,
             "ConvTranspose",
-            &refs,
-            &[&y],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![kh, kw])),
-                ("dilations", Attr::Ints(dil.to_vec())),
-                ("strides", Attr::Ints(stride.to_vec())),
-                ("pads", Attr::Ints(Self::pads(l)?.to_vec())),
-                ("output_padding", Attr::Ints(output_padding)),
-            ],
-        );
-        let y = self.fused_activation(l, y)?;
-        self.finish_into_output(l, y);
-        Ok(())
+            x,
+            w,
+            out_c,
+            ("output_padding", Attr::Ints(output_padding)),
+        )
     }
 
     /// Flatten (ncnn's C,H,W order) → Gemm → back to `[1, N, 1, 1]`.
