@@ -89,6 +89,9 @@ struct ExplainArgs {
     scale: ScaleChoice,
     #[arg(long, default_value = "balanced", value_parser = parse_level)]
     level: QualityLevel,
+    /// Use this config file's `routes:` (as the daemon would).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -241,25 +244,25 @@ fn run_daemon(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> 
     };
     let dir = config.models_dir.clone().unwrap_or_else(models_dir);
     let catalog = Catalog::builtin()?.with_user_models(&dir)?;
-    // Every model a folder names must exist before we say READY.
-    for rule in &config.folders {
-        if let Some(model) = &rule.smart.model {
-            catalog.get(model).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: folder {}: {e}",
-                    config_path.display(),
-                    rule.path.display()
-                )
-            })?;
-        }
+    // Every model the file names must exist before we say READY.
+    if let Err(e) = config.check_models(&config_path, &catalog) {
+        eprint!("{e}");
+        return Ok(ExitCode::from(1));
     }
-    let library = ModelLibrary::new(catalog, dir, config.threads, TileSettings::default(), None)?;
+    let library = ModelLibrary::new(
+        catalog.clone(),
+        dir,
+        config.threads,
+        TileSettings::default(),
+        None,
+    )?;
     let pipeline = Pipeline::with_source(Box::new(library));
     upscaled::daemon::run(
         config,
         upscaled::daemon::RunOptions {
             config_path,
             workers,
+            catalog,
         },
         pipeline,
     )?;
@@ -472,8 +475,19 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
     let library = ModelLibrary::new(catalog, models_dir(), 1, TileSettings::default(), None)?;
+    let routes = match &args.config {
+        Some(file) => {
+            let config = Config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            config
+                .check_models(file, library.catalog())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            config.routes
+        }
+        None => Default::default(),
+    };
     let spec = JobSpec {
         level: args.level,
+        routes,
         ..JobSpec::default()
     };
     let model = library.choose(r.model_scale, &spec, &c);
@@ -749,7 +763,17 @@ fn print_presets() {
 }
 
 fn check_config(file: &Path) -> ExitCode {
-    match Config::load(file) {
+    let checked = Config::load(file).and_then(|config| {
+        // Model names are checked against the catalog of the models folder
+        // the file uses (built-in models plus the user's own).
+        let dir = config.models_dir.clone().unwrap_or_else(models_dir);
+        match Catalog::builtin().and_then(|c| c.with_user_models(&dir)) {
+            Ok(catalog) => config.check_models(file, &catalog)?,
+            Err(e) => eprintln!("warning: model names not checked: {e:#}"),
+        }
+        Ok(config)
+    });
+    match checked {
         Ok(config) => {
             println!(
                 "{}: OK ({} hot folders)",

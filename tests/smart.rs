@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use upscaled::config::QualityLevel;
-use upscaled::models::smart::{FaceSafe, Routes};
+use upscaled::models::smart::{FaceSafe, RouteOverrides, Routes};
 use upscaled::models::tiled::TileSettings;
 use upscaled::models::{Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::classify::{Class, classify};
@@ -81,6 +81,7 @@ fn development_set_accuracy() {
 fn routing_table_follows_the_product_rules() {
     let catalog = Catalog::builtin().unwrap();
     let routes = Routes::builtin(&catalog).unwrap();
+    let none = RouteOverrides::new();
     let dir = samples();
     let face = class_of(&dir.join("astronaut.png"));
     let photo = class_of(&dir.join("coffee.png"));
@@ -94,8 +95,11 @@ fn routing_table_follows_the_product_rules() {
     ] {
         for scale in [2, 4] {
             // Faces and text: fidelity only, at every level.
-            assert_eq!(kind(routes.pick(&face, scale, level).unwrap()), Fidelity);
-            let m = routes.pick(&drawing, scale, level).unwrap();
+            assert_eq!(
+                kind(routes.pick(&none, &face, scale, level).unwrap()),
+                Fidelity
+            );
+            let m = routes.pick(&none, &drawing, scale, level).unwrap();
             assert!(
                 catalog
                     .get(m)
@@ -108,11 +112,11 @@ fn routing_table_follows_the_product_rules() {
         }
     }
     assert_eq!(
-        routes.pick(&photo, 4, QualityLevel::Best),
+        routes.pick(&none, &photo, 4, QualityLevel::Best),
         Some("realesrgan-x4plus")
     );
     assert_eq!(
-        kind(routes.pick(&photo, 4, QualityLevel::Fast).unwrap()),
+        kind(routes.pick(&none, &photo, 4, QualityLevel::Fast).unwrap()),
         Fidelity
     );
     // A heavily compressed JPEG goes to a denoising model.
@@ -125,10 +129,67 @@ fn routing_table_follows_the_product_rules() {
     assert!(damaged.jpeg_damaged(), "{damaged:?}");
     assert!(
         routes
-            .pick(&damaged, 2, QualityLevel::Balanced)
+            .pick(&none, &damaged, 2, QualityLevel::Balanced)
             .unwrap()
             .contains("noise")
     );
+}
+
+/// A config file's `routes:` replaces the levels it names and keeps the
+/// rest; bad routes and model names are reported with their lines.
+#[test]
+fn config_routes_override_the_builtin_table() {
+    let catalog = Catalog::builtin().unwrap();
+    let routes = Routes::builtin(&catalog).unwrap();
+    let photo = class_of(&samples().join("coffee.png"));
+    let file = std::path::Path::new("routes.yaml");
+    let text = "routes:\n  photo:\n    4:\n      best: spanx4_ch48\n";
+    let config = upscaled::config::Config::parse(file, text).unwrap();
+    config.check_models(file, &catalog).unwrap();
+    let over = &config.routes;
+    assert_eq!(
+        routes.pick(over, &photo, 4, QualityLevel::Best),
+        Some("spanx4_ch48")
+    );
+    // Levels and scales it does not name keep the built-in model.
+    let builtin = RouteOverrides::new();
+    for (scale, level) in [(4, QualityLevel::Fast), (2, QualityLevel::Best)] {
+        assert_eq!(
+            routes.pick(over, &photo, scale, level),
+            routes.pick(&builtin, &photo, scale, level)
+        );
+    }
+
+    let bad = "routes:\n  photos:\n    4: { best: spanx4_ch48 }\n  text:\n    3: { best: spanx4_ch48 }\n    2: { bets: spanx2_ch48 }\n";
+    let e = upscaled::config::Config::parse(file, bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("routes.yaml:2:3: routes.photos: unknown route `photos`; did you mean `photo`?"),
+        "{e}"
+    );
+    assert!(
+        e.contains("routes.text.3: Smart mode routes 2x and 4x only"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "routes.yaml:6:10: routes.text.2.bets: unknown key `bets`; did you mean `best`?"
+        ),
+        "{e}"
+    );
+
+    let wrong_models =
+        "routes:\n  face:\n    2:\n      fast: spanx4_ch48\n      best: spanx2_ch84\n";
+    let config = upscaled::config::Config::parse(file, wrong_models).unwrap();
+    let e = config.check_models(file, &catalog).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "routes.yaml:4:7: routes.face.2.fast: spanx4_ch48 is a 4x model, this route is 2x"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("routes.yaml:5:7: routes.face.2.best: unknown model 'spanx2_ch84' (did you mean 'spanx2_ch48'?)"), "{e}");
 }
 
 /// The face region of a FaceSafe result is (nearly) the fidelity model's,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use crate::models::catalog::Catalog;
+use crate::models::smart::{LevelOverrides, ROUTE_NAMES, ROUTED_SCALES, RouteOverrides};
 use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::encode::OutputFormat;
 use crate::pipeline::metadata::MetadataMode;
@@ -139,6 +141,20 @@ pub struct Config {
     pub log_format: LogFormat,
     pub metrics: Option<std::net::SocketAddr>,
     pub folders: Vec<FolderRule>,
+    /// The file's `routes:`, laid over config/routes.yaml.
+    pub routes: std::sync::Arc<RouteOverrides>,
+    /// Every model the file names, so they can be checked against the
+    /// catalog (which lives in the models folder, not in this file).
+    pub model_refs: Vec<ModelRef>,
+}
+
+/// A model named in a config file, where, and the scale it must have.
+#[derive(Clone, Debug)]
+pub struct ModelRef {
+    pub key: String,
+    pub position: Option<positions::Position>,
+    pub name: String,
+    pub scale: Option<u32>,
 }
 
 pub const DEFAULT_NAME_TEMPLATE: &str = "{stem}.{ext}";
@@ -155,6 +171,37 @@ impl Config {
             }],
         })?;
         Config::parse(file, &text)
+    }
+
+    /// Checks every model the file names against `catalog`: it must exist,
+    /// and a route's model must have the route's scale.
+    pub fn check_models(&self, file: &Path, catalog: &Catalog) -> Result<(), ConfigError> {
+        let mut issues = Vec::new();
+        for r in &self.model_refs {
+            let problem = match catalog.get(&r.name) {
+                Err(e) => Some(format!("{e:#}")),
+                Ok(entry) => r
+                    .scale
+                    .filter(|&s| s != entry.scale)
+                    .map(|s| format!("{} is a {}x model, this route is {s}x", r.name, entry.scale)),
+            };
+            if let Some(message) = problem {
+                issues.push(ConfigIssue {
+                    line: r.position.map(|p| p.line),
+                    column: r.position.map(|p| p.column),
+                    key: r.key.clone(),
+                    message,
+                });
+            }
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                file: file.to_path_buf(),
+                issues,
+            })
+        }
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -183,6 +230,7 @@ impl Config {
         let mut v = Validator {
             positions: Positions::of(text),
             issues: Vec::new(),
+            model_refs: Vec::new(),
             // Absolute, so logs and moves name real paths, not `config/../x`.
             base: file
                 .parent()
@@ -209,6 +257,7 @@ impl Config {
 struct Validator {
     positions: Positions,
     issues: Vec<ConfigIssue>,
+    model_refs: Vec<ModelRef>,
     /// Relative paths in a config file are relative to the file's folder.
     base: PathBuf,
 }
@@ -222,6 +271,64 @@ impl Validator {
             key: key.to_string(),
             message: message.into(),
         });
+    }
+
+    fn model_ref(&mut self, key: String, name: &str, scale: Option<u32>) {
+        self.model_refs.push(ModelRef {
+            position: self.positions.find(&key),
+            key,
+            name: name.to_string(),
+            scale,
+        });
+    }
+
+    /// `routes:`: known route names, routed scales and level names only.
+    fn routes(
+        &mut self,
+        raw: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, raw::RawLevels>>,
+    ) -> RouteOverrides {
+        let mut routes = RouteOverrides::new();
+        for (route, scales) in raw {
+            let key = format!("routes.{route}");
+            if !ROUTE_NAMES.contains(&route.as_str()) {
+                let hint = did_you_mean(&route, ROUTE_NAMES)
+                    .map_or(String::new(), |k| format!("; did you mean `{k}`?"));
+                self.error(
+                    &key,
+                    format!(
+                        "unknown route `{route}`{hint} (routes: {})",
+                        ROUTE_NAMES.join(", ")
+                    ),
+                );
+                continue;
+            }
+            for (scale, levels) in scales {
+                let key = format!("{key}.{scale}");
+                if !ROUTED_SCALES.contains(&scale) {
+                    self.error(&key, "Smart mode routes 2x and 4x only");
+                    continue;
+                }
+                self.unknown_keys(&key, &levels.unknown, raw::LEVEL_KEYS);
+                for (level, name) in [
+                    ("fast", &levels.fast),
+                    ("balanced", &levels.balanced),
+                    ("best", &levels.best),
+                ] {
+                    if let Some(name) = name {
+                        self.model_ref(format!("{key}.{level}"), name, Some(scale));
+                    }
+                }
+                routes.entry(route.clone()).or_default().insert(
+                    scale,
+                    LevelOverrides {
+                        fast: levels.fast,
+                        balanced: levels.balanced,
+                        best: levels.best,
+                    },
+                );
+            }
+        }
+        routes
     }
 
     fn unknown_keys(&mut self, prefix: &str, unknown: &Unknown, known: &[&str]) {
@@ -296,7 +403,10 @@ impl Validator {
             .enumerate()
             .filter_map(|(i, f)| self.folder(&format!("folders[{i}]"), f))
             .collect();
+        let routes = self.routes(raw.routes.unwrap_or_default());
         Config {
+            routes: std::sync::Arc::new(routes),
+            model_refs: std::mem::take(&mut self.model_refs),
             models_dir: raw.models.map(|m| self.path(&m)),
             threads: raw
                 .threads
@@ -367,6 +477,9 @@ impl Validator {
         };
         let smart_raw = f.smart.unwrap_or_default();
         self.unknown_keys(&format!("{key}.smart"), &smart_raw.unknown, raw::SMART_KEYS);
+        if let Some(model) = smart_raw.model.as_deref().filter(|&m| m != "auto") {
+            self.model_ref(format!("{key}.smart.model"), model, None);
+        }
         let scale = match &smart_raw.scale {
             None => ScaleChoice::Auto,
             Some(v) => {

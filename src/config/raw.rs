@@ -20,6 +20,17 @@ pub struct RawConfig {
     pub metrics: Option<String>,
     #[serde(default)]
     pub folders: Vec<RawFolder>,
+    /// route → scale → levels, over config/routes.yaml.
+    pub routes: Option<BTreeMap<String, BTreeMap<u32, RawLevels>>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLevels {
+    pub fast: Option<String>,
+    pub balanced: Option<String>,
+    pub best: Option<String>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -113,7 +124,9 @@ pub const TOP_KEYS: &[&str] = &[
     "log_format",
     "metrics",
     "folders",
+    "routes",
 ];
+pub const LEVEL_KEYS: &[&str] = &["fast", "balanced", "best"];
 pub const LIMIT_KEYS: &[&str] = &[
     "max_side",
     "max_megapixels",

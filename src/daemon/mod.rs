@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub config_path: PathBuf,
     /// Worker threads; decode/encode of one file overlaps the model of another.
     pub workers: usize,
+    /// The models a reloaded config may name (the running one was checked
+    /// before start).
+    pub catalog: crate::models::catalog::Catalog,
 }
 
 struct Job {
@@ -192,7 +195,11 @@ pub fn run(config: Config, options: RunOptions, pipeline: Pipeline) -> Result<()
         }
         if hup.swap(false, Ordering::Relaxed) {
             systemd::notify("RELOADING=1");
-            match Config::load(&options.config_path) {
+            let loaded = Config::load(&options.config_path).and_then(|new| {
+                new.check_models(&options.config_path, &options.catalog)?;
+                Ok(new)
+            });
+            match loaded {
                 Ok(new) => {
                     folders = reload(folders, &new, &owner);
                     watch_all(&mut watcher, &mut folders);
@@ -299,6 +306,7 @@ fn base_spec(config: &Config) -> JobSpec {
     JobSpec {
         limits: config.limits,
         threads: config.threads,
+        routes: config.routes.clone(),
         ..JobSpec::default()
     }
 }

@@ -222,7 +222,7 @@ impl ModelLibrary {
             .or_else(|| self.forced.clone())
             .or_else(|| {
                 self.routes
-                    .pick(classification, scale, spec.level)
+                    .pick(&spec.routes, classification, scale, spec.level)
                     .map(str::to_string)
             })
             .unwrap_or_else(|| Self::default_for_scale(scale).to_string())

@@ -30,6 +30,40 @@ pub struct Levels {
 #[derive(Clone, Debug)]
 pub struct Routes(BTreeMap<String, BTreeMap<u32, Levels>>);
 
+/// The routes a table may name, and the scales Smart mode routes.
+pub const ROUTE_NAMES: &[&str] = &[
+    "photo",
+    "face",
+    "text",
+    "illustration",
+    "jpeg-damaged-photo",
+    "jpeg-damaged-illustration",
+];
+pub const ROUTED_SCALES: &[u32] = &[2, 4];
+
+/// A user's `routes:` entry for one route and scale: each level it names
+/// replaces the built-in model; the others stay.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LevelOverrides {
+    pub fast: Option<String>,
+    pub balanced: Option<String>,
+    pub best: Option<String>,
+}
+
+impl LevelOverrides {
+    fn get(&self, level: QualityLevel) -> Option<&str> {
+        match level {
+            QualityLevel::Fast => self.fast.as_deref(),
+            QualityLevel::Balanced => self.balanced.as_deref(),
+            QualityLevel::Best => self.best.as_deref(),
+        }
+    }
+}
+
+/// The config file's `routes:` (route → scale → levels), laid over the
+/// built-in table.
+pub type RouteOverrides = BTreeMap<String, BTreeMap<u32, LevelOverrides>>;
+
 impl Routes {
     pub fn builtin(catalog: &Catalog) -> Result<Self> {
         let table: BTreeMap<String, BTreeMap<u32, Levels>> =
@@ -50,8 +84,15 @@ impl Routes {
         Ok(Self(table))
     }
 
-    /// The model for a classified image at `scale` and `level`.
-    pub fn pick(&self, c: &Classification, scale: u32, level: QualityLevel) -> Option<&str> {
+    /// The model for a classified image at `scale` and `level`: the user's
+    /// override when there is one, else the built-in table.
+    pub fn pick<'a>(
+        &'a self,
+        overrides: &'a RouteOverrides,
+        c: &Classification,
+        scale: u32,
+        level: QualityLevel,
+    ) -> Option<&'a str> {
         let class = c.class.to_string();
         let damaged = match c.class {
             Class::Illustration => "jpeg-damaged-illustration",
@@ -63,6 +104,13 @@ impl Routes {
         } else {
             class
         };
+        let chosen = overrides
+            .get(&route)
+            .and_then(|scales| scales.get(&scale))
+            .and_then(|levels| levels.get(level));
+        if chosen.is_some() {
+            return chosen;
+        }
         let levels = self.0.get(&route)?.get(&scale)?;
         Some(match level {
             QualityLevel::Fast => &levels.fast,

@@ -97,6 +97,8 @@ pub struct JobSpec {
     pub model: Option<String>,
     /// Smart mode's speed/quality trade-off (the folder's `smart.quality`).
     pub level: crate::config::QualityLevel,
+    /// The config file's `routes:` over the built-in routing table.
+    pub routes: std::sync::Arc<crate::models::smart::RouteOverrides>,
     /// Keep the upscaled image for the next target of the same file (the
     /// caller then calls `Pipeline::forget` when the file is done).
     pub reuse_upscale: bool,
@@ -120,6 +122,7 @@ impl Default for JobSpec {
             scale: ScaleChoice::Auto,
             model: None,
             level: crate::config::QualityLevel::Balanced,
+            routes: Default::default(),
             reuse_upscale: false,
             trim: false,
             metadata: MetadataMode::Strip,
