@@ -1,6 +1,7 @@
 //! `make bench` (cargo bench): encoders against cwebp/avifenc at matched
 //! SSIMULACRA2, model speed per family and size, what the pipeline adds to
-//! raw inference, and what Smart routing saves over "always 4x".
+//! raw inference, what Smart mode's analysis costs, and what Smart routing
+//! saves over "always 4x".
 //! Figures go to docs/benchmarks.md by hand, with this command.
 
 use std::path::{Path, PathBuf};
@@ -312,6 +313,36 @@ fn models(quick: bool) {
     );
 }
 
+/// What Smart mode's analysis costs: classification (statistics and the
+/// face detector) and the text detector, median of 5 runs.
+fn smart_analysis() {
+    println!("\n## Smart mode's analysis (median of 5)");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2] * 1000.0
+    };
+    let detector = upscaled::models::text_regions::TextDetector::load(&models_dir(), 2);
+    println!("| source | classify | text detector |\n|---|---|---|");
+    for side in [256u32, 512, 1024] {
+        let photo = photo_of(side);
+        let classify: Vec<f64> = (0..5)
+            .map(|_| timed(|| upscaled::pipeline::classify::classify(&photo, &[])).1)
+            .collect();
+        let text = match &detector {
+            Ok(d) => format!(
+                "{:.0} ms",
+                median(
+                    (0..5)
+                        .map(|_| timed(|| d.detect(&photo).unwrap()).1)
+                        .collect()
+                )
+            ),
+            Err(e) => format!("not installed: {e}"),
+        };
+        println!("| {side}² photo | {:.0} ms | {text} |", median(classify));
+    }
+}
+
 fn smart_savings() {
     println!("\n## Smart routing vs always 4x: a mixed folder, 1024x1024 WebP target");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -368,18 +399,14 @@ fn smart_savings() {
 fn main() {
     // `cargo bench` passes --bench; BENCH_QUICK=1 keeps it short.
     let quick = std::env::var_os("BENCH_QUICK").is_some();
+    // BENCH_ONLY=encoders|models|smart runs one section.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let dir = tempfile::tempdir().unwrap();
     println!(
         "# upscaled benchmarks ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let catalog = Catalog::builtin().unwrap();
-    let lib = ModelLibrary::new(catalog, models_dir(), 2, TileSettings::default(), None).unwrap();
-    let astronaut = load(&samples().join("astronaut.png"));
-    let source = match lib.load("spanx4_ch48") {
-        Ok(m) => m.run_colour(&astronaut).unwrap(),
-        Err(_) => resize(&astronaut, 2048, 2048, None).unwrap(),
-    };
     // The input of the memory measurement in `make bench`.
     let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&bench_dir).unwrap();
@@ -390,7 +417,22 @@ fn main() {
     )
     .unwrap();
     std::fs::write(bench_dir.join("photo-1024.png"), big.bytes).unwrap();
-    encoders(dir.path(), &source);
-    models(quick);
-    smart_savings();
+    if wants("encoders") {
+        let catalog = Catalog::builtin().unwrap();
+        let lib =
+            ModelLibrary::new(catalog, models_dir(), 2, TileSettings::default(), None).unwrap();
+        let astronaut = load(&samples().join("astronaut.png"));
+        let source = match lib.load("spanx4_ch48") {
+            Ok(m) => m.run_colour(&astronaut).unwrap(),
+            Err(_) => resize(&astronaut, 2048, 2048, None).unwrap(),
+        };
+        encoders(dir.path(), &source);
+    }
+    if wants("models") {
+        models(quick);
+    }
+    if wants("smart") {
+        smart_analysis();
+        smart_savings();
+    }
 }

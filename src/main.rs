@@ -493,25 +493,41 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let model = library.choose(r.model_scale, &spec, &c);
     let entry = library.catalog().get(&model)?;
     println!(
-        "decision:   {}x with {model} ({:?}, {}){}",
-        r.model_scale,
-        entry.kind,
-        entry.licence,
-        if !c.faces.is_empty() && entry.kind == upscaled::models::catalog::ModelKind::Generative {
-            "; faces from a fidelity model, blended in"
-        } else {
-            ""
-        }
+        "decision:   {}x with {model} ({:?}, {})",
+        r.model_scale, entry.kind, entry.licence,
     );
+    if entry.kind == upscaled::models::catalog::ModelKind::Generative {
+        use upscaled::models::smart::RegionKind;
+        let regions = library.protected_regions(raster, &c);
+        let count = |k| regions.iter().filter(|r| r.kind == k).count();
+        println!(
+            "protected:  {} face(s), {} line(s) of text: taken from {}, blended in",
+            count(RegionKind::Face),
+            count(RegionKind::Text),
+            ModelLibrary::default_for_scale(r.model_scale)
+        );
+    }
     if let Some(w) = &r.warning {
         println!("warning:    {w}");
     }
     let megapixels = raster.width as f64 * raster.height as f64 / 1e6;
-    match upscaled::models::smart::seconds_per_megapixel(&model) {
-        Some(s) => println!(
-            "estimate:   ~{:.1} s of inference on 2 CPU cores ({s} s per input megapixel)",
-            s * megapixels
-        ),
+    let rate = |m: &str| upscaled::models::smart::seconds_per_megapixel(m);
+    // A protected picture also goes through the fidelity model.
+    let fidelity = (entry.kind == upscaled::models::catalog::ModelKind::Generative)
+        .then(|| ModelLibrary::default_for_scale(r.model_scale));
+    match rate(&model) {
+        Some(s) => {
+            let extra = fidelity.and_then(rate).unwrap_or(0.0);
+            println!(
+                "estimate:   ~{:.1} s of inference on 2 CPU cores ({s} s per input megapixel{})",
+                (s + extra) * megapixels,
+                if extra > 0.0 {
+                    ", plus the fidelity pass"
+                } else {
+                    ""
+                }
+            )
+        }
         None => println!("estimate:   no measured speed for this model"),
     }
     Ok(ExitCode::SUCCESS)

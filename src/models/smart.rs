@@ -1,15 +1,17 @@
 //! Smart mode's model choice: the routing table (`config/routes.yaml`) maps
-//! content class x scale x quality level to a model, and faces found in an
-//! image sent to a generative model are taken from a fidelity model instead,
-//! blended in with a feathered mask, so identities and skin are not invented.
+//! content class x scale x quality level to a model, and the faces and lines
+//! of text found in an image sent to a generative model are taken from a
+//! fidelity model instead, blended in with a feathered mask, so identities,
+//! skin and letters are not invented.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalog::{Catalog, ModelKind};
+use super::text_regions::TextBox;
 use crate::config::QualityLevel;
 use crate::error::{Stage, StageError};
 use crate::pipeline::classify::{Class, Classification, FaceBox};
@@ -120,16 +122,77 @@ impl Routes {
     }
 }
 
-/// A generative model's result with the faces taken from a fidelity model.
-pub struct FaceSafe {
-    pub main: Arc<dyn Upscaler>,
-    pub fidelity: Arc<dyn Upscaler>,
-    pub faces: Vec<FaceBox>,
+/// What a protected region holds; it sets how far the region is grown and
+/// feathered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionKind {
+    Face,
+    Text,
 }
 
-impl Upscaler for FaceSafe {
+/// A region of the source that a generative model must not reinvent.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Protected {
+    pub kind: RegionKind,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Protected {
+    pub fn face(f: &FaceBox) -> Self {
+        Self {
+            kind: RegionKind::Face,
+            x: f.x,
+            y: f.y,
+            width: f.width,
+            height: f.height,
+        }
+    }
+
+    pub fn text(t: &TextBox) -> Self {
+        Self {
+            kind: RegionKind::Text,
+            x: t.x,
+            y: t.y,
+            width: t.width,
+            height: t.height,
+        }
+    }
+
+    /// Margin added on each side (x, y) and the feather, as shares of the
+    /// box. A face box covers eyes to mouth, so it grows by 30% to take in
+    /// hair line and chin; a text box is already the whole line, so it grows
+    /// by a little of the line's height.
+    fn margins(&self) -> (f64, f64, f64) {
+        let (w, h) = (self.width as f64, self.height as f64);
+        match self.kind {
+            RegionKind::Face => (0.3 * w, 0.3 * h, 0.25 * w.max(h)),
+            RegionKind::Text => (0.15 * h, 0.15 * h, 0.4 * h),
+        }
+    }
+}
+
+/// A generative model's result with faces and text taken from a fidelity
+/// model.
+pub struct RegionSafe {
+    pub main: Arc<dyn Upscaler>,
+    pub fidelity: Arc<dyn Upscaler>,
+    pub regions: Vec<Protected>,
+}
+
+impl Upscaler for RegionSafe {
     fn name(&self) -> String {
-        format!("{} (faces: {})", self.main.name(), self.fidelity.name())
+        let count = |k| self.regions.iter().filter(|r| r.kind == k).count();
+        format!(
+            "{} ({} faces, {} text lines: {})",
+            self.main.name(),
+            count(RegionKind::Face),
+            count(RegionKind::Text),
+            self.fidelity.name()
+        )
     }
 
     fn is_model(&self) -> bool {
@@ -142,25 +205,29 @@ impl Upscaler for FaceSafe {
         if (faithful.width, faithful.height) != (out.width, out.height) {
             return Err(StageError::new(
                 Stage::Upscale,
-                "face model output size differs",
+                "fidelity model output size differs",
             ));
         }
-        blend_faces(&mut out, &faithful, &self.faces, scale);
+        blend_regions(&mut out, &faithful, &self.regions, scale);
         Ok(out)
     }
 }
 
-/// Replaces each face box (grown by 30% each side) in `out` with `faithful`,
-/// feathered over a quarter of the box so no edge shows.
-pub fn blend_faces(out: &mut Raster, faithful: &Raster, faces: &[FaceBox], scale: u32) {
+/// Replaces each region (grown by its margins) in `out` with `faithful`,
+/// feathered with a smooth step so no edge shows.
+pub fn blend_regions(out: &mut Raster, faithful: &Raster, regions: &[Protected], scale: u32) {
     let c = out.channels();
     let (w, h) = (out.width as f64, out.height as f64);
-    for face in faces {
-        let s = scale as f64;
-        let (fw, fh) = (face.width as f64 * s, face.height as f64 * s);
-        let (cx, cy) = (face.x as f64 * s + fw / 2.0, face.y as f64 * s + fh / 2.0);
-        let (half_w, half_h) = (fw * 0.8, fh * 0.8);
-        let feather = (fw.max(fh) * 0.25).max(2.0);
+    let s = scale as f64;
+    for region in regions {
+        let (mx, my, feather) = region.margins();
+        let (rw, rh) = (region.width as f64 * s, region.height as f64 * s);
+        let (cx, cy) = (
+            region.x as f64 * s + rw / 2.0,
+            region.y as f64 * s + rh / 2.0,
+        );
+        let (half_w, half_h) = (rw / 2.0 + mx * s, rh / 2.0 + my * s);
+        let feather = (feather * s).max(2.0);
         let x0 = (cx - half_w - feather).max(0.0) as u32;
         let x1 = (cx + half_w + feather).min(w) as u32;
         let y0 = (cy - half_h - feather).max(0.0) as u32;
@@ -192,15 +259,17 @@ pub fn is_generative(catalog: &Catalog, name: &str) -> bool {
         .is_ok_and(|e| e.kind == ModelKind::Generative)
 }
 
-/// Measured inference cost on 2 CPU cores (ONNX Runtime), seconds per input
-/// megapixel: DESIGN.md's figures and docs/benchmarks.md.
+/// Measured inference cost on this project's 2-core CPU box (ONNX Runtime,
+/// default tiling), seconds per input megapixel: docs/benchmarks.md.
 pub fn seconds_per_megapixel(model: &str) -> Option<f64> {
     Some(match model {
-        m if m.starts_with("spanx4") => 2.2,
-        m if m.starts_with("spanx2") => 3.5,
-        m if m.starts_with("realesr-animevideov3") => 4.4,
-        m if m.starts_with("waifu2x-upconv7") => 4.7,
-        "realesrgan-x4plus" | "realesrgan-x4plus-anime" => 104.0,
+        m if m.starts_with("spanx4") => 6.4,
+        m if m.starts_with("spanx2") => 6.1,
+        m if m.starts_with("realesr-animevideov3") => 9.5,
+        m if m.starts_with("waifu2x-upconv7") => 6.8,
+        m if m.starts_with("waifu2x-cunet") => 11.8,
+        m if m.starts_with("realcugan-se-2x") => 11.5,
+        "realesrgan-x4plus" => 198.0,
         _ => return None,
     })
 }

@@ -18,7 +18,8 @@ use crate::error::{Stage, StageError};
 use crate::pipeline::upscale::Upscaler;
 use crate::raster::Raster;
 
-static INFERENCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One inference at a time in the process (each uses every core).
+pub(crate) static INFERENCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileSettings {
