@@ -322,11 +322,16 @@ fn smart_analysis() {
         v[v.len() / 2] * 1000.0
     };
     let detector = upscaled::models::text_regions::TextDetector::load(&models_dir(), 2);
-    println!("| source | classify | text detector |\n|---|---|---|");
+    println!("| source | classify (with text lines) | text detector (protection) |\n|---|---|---|");
     for side in [256u32, 512, 1024] {
         let photo = photo_of(side);
         let classify: Vec<f64> = (0..5)
-            .map(|_| timed(|| upscaled::pipeline::classify::classify(&photo, &[])).1)
+            .map(|_| {
+                timed(|| {
+                    upscaled::pipeline::classify::classify(&photo, &[], detector.as_ref().ok())
+                })
+                .1
+            })
             .collect();
         let text = match &detector {
             Ok(d) => format!(

@@ -439,7 +439,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
-    let c = classify::classify(raster, &bytes);
+    let c = classify::classify(raster, &bytes, text_detector().as_ref());
     let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
     println!("file:       {}", args.file.display());
     println!(
@@ -548,7 +548,7 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
         2
     });
     anyhow::ensure!(matches!(scale, 2 | 4), "--scale must be 2 or 4");
-    let c = classify::classify(&raster, &bytes);
+    let c = classify::classify(&raster, &bytes, text_detector().as_ref());
     // The crop: around the first face, else the centre.
     let side = side.min(raster.width).min(raster.height);
     let (cx, cy) = c
@@ -647,8 +647,18 @@ fn parse_level(text: &str) -> Result<QualityLevel, String> {
     }
 }
 
+/// The text detector from the models folder, or None with a note on stderr
+/// (classification then goes without its lines-of-type evidence).
+fn text_detector() -> Option<upscaled::models::text_regions::TextDetector> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    upscaled::models::text_regions::TextDetector::load(&models_dir(), threads)
+        .inspect_err(|e| eprintln!("note: {e:#}"))
+        .ok()
+}
+
 fn classify(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
+    let detector = text_detector();
     for file in files {
         let result = std::fs::read(file)
             .map_err(|e| format!("read failed: {e}"))
@@ -656,7 +666,11 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                 let decoded = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
                     .map_err(|e| e.to_string())?;
                 let started = std::time::Instant::now();
-                let c = upscaled::pipeline::classify::classify(&decoded.raster, &bytes);
+                let c = upscaled::pipeline::classify::classify(
+                    &decoded.raster,
+                    &bytes,
+                    detector.as_ref(),
+                );
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 Ok(serde_json::json!({
                     "file": file,
@@ -677,6 +691,8 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                         "row_transitions": c.features.row_transitions,
                         "ink": c.features.ink,
                         "lines": c.features.lines,
+                        "text_lines": c.features.text_lines,
+                        "text_share": c.features.text_share,
                         "blockiness": c.blockiness,
                     },
                     "ms": (ms * 10.0).round() / 10.0,

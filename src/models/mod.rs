@@ -233,6 +233,20 @@ impl ModelLibrary {
         Ok(upscaler)
     }
 
+    /// The text detector, loaded on first use; None (with one warning) when
+    /// it is not installed.
+    pub fn detector(&self) -> Option<&text_regions::TextDetector> {
+        self.text_detector
+            .get_or_init(|| {
+                text_regions::TextDetector::load(&self.dir, self.threads)
+                    .inspect_err(|e| {
+                        tracing::warn!("no text detection (classes and protection): {e:#}")
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
     /// The regions a generative model must not reinvent: the classified
     /// faces and the lines of text the detector finds.
     pub fn protected_regions(
@@ -245,12 +259,7 @@ impl ModelLibrary {
             .iter()
             .map(smart::Protected::face)
             .collect();
-        let detector = self.text_detector.get_or_init(|| {
-            text_regions::TextDetector::load(&self.dir, self.threads)
-                .inspect_err(|e| tracing::warn!("text regions are not protected: {e:#}"))
-                .ok()
-        });
-        if let Some(detector) = detector {
+        if let Some(detector) = self.detector() {
             let _turn = tiled::INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
             match detector.detect(raster) {
                 Ok(lines) => regions.extend(lines.iter().map(smart::Protected::text)),
@@ -321,5 +330,9 @@ impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
             fidelity,
             regions,
         }))
+    }
+
+    fn text_detector(&self) -> Option<&text_regions::TextDetector> {
+        self.detector()
     }
 }

@@ -59,13 +59,29 @@ impl TextDetector {
         })
     }
 
-    /// Lines of text in `raster`. The picture is scaled so its long side is
-    /// between 640 and 960 pixels: small sources are enlarged so small type
-    /// is still several pixels high, big ones are capped to bound the cost.
+    /// Lines of text in `raster`, for protecting them. The picture is scaled
+    /// so its long side is between 640 and 960 pixels: small sources are
+    /// enlarged so small type is still several pixels high, big ones are
+    /// capped to bound the cost.
     pub fn detect(&self, raster: &Raster) -> Result<Vec<TextBox>> {
         let long = raster.width.max(raster.height).max(1);
-        let side = long.clamp(640, 960) as f64;
-        let k = side / long as f64;
+        self.detect_at(raster, long.clamp(640, 960))
+    }
+
+    /// Lines of text at a long side of 352 px, for classification: the lines
+    /// of a page, a screenshot or a slide are found at that size, in about
+    /// 20 ms (docs/benchmarks.md). Returns the count and the share of the
+    /// frame the lines cover.
+    pub fn text_lines(&self, raster: &Raster) -> Result<(usize, f64)> {
+        let lines = self.detect_at(raster, 352)?;
+        let area: f64 = lines.iter().map(|b| b.width as f64 * b.height as f64).sum();
+        let frame = raster.width as f64 * raster.height as f64;
+        Ok((lines.len(), (area / frame.max(1.0)).min(1.0)))
+    }
+
+    fn detect_at(&self, raster: &Raster, long_side: u32) -> Result<Vec<TextBox>> {
+        let long = raster.width.max(raster.height).max(1);
+        let k = long_side as f64 / long as f64;
         let round32 = |v: u32| ((v as f64 * k / 32.0).round() as usize).max(1) * 32;
         let (w, h) = (round32(raster.width), round32(raster.height));
         let input = network_input(raster, w, h);

@@ -66,6 +66,11 @@ pub struct Features {
     pub lines: f64,
     /// Largest face's share of the frame.
     pub face_share: f64,
+    /// Lines of text the PP-OCRv4 detector finds at 352 px; None when the
+    /// detector is not installed.
+    pub text_lines: Option<usize>,
+    /// The share of the frame those lines cover.
+    pub text_share: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -121,7 +126,7 @@ fn luma(p: [u8; 3]) -> i32 {
     (p[0] as i32 * 77 + p[1] as i32 * 150 + p[2] as i32 * 29) >> 8
 }
 
-pub fn features(raster: &Raster, faces: &[FaceBox]) -> Features {
+pub fn features(raster: &Raster, faces: &[FaceBox], text: Option<(usize, f64)>) -> Features {
     let (w, h, px) = small_luma_rgb(raster, 512);
     let (w, h) = (w as usize, h as usize);
     let mut flat = 0u64;
@@ -223,6 +228,8 @@ pub fn features(raster: &Raster, faces: &[FaceBox]) -> Features {
             .iter()
             .map(|f| f.width as f64 * f.height as f64 / area)
             .fold(0.0, f64::max),
+        text_lines: text.map(|t| t.0),
+        text_share: text.map(|t| t.1),
     }
 }
 
@@ -272,6 +279,15 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
     if faces > 0 && f.face_share >= 0.03 && f.top_colours < 0.8 && f.lines < 0.03 {
         return (Class::Face, clamp(0.6 + f.face_share));
     }
+    // Several lines of type covering a real share of the frame: a page, a
+    // screenshot, a slide, a receipt. (Logos and signs have one or two
+    // lines, or a few small ones.)
+    if let (Some(lines), Some(share)) = (f.text_lines, f.text_share)
+        && lines >= 3
+        && share >= 0.05
+    {
+        return (Class::Text, clamp(0.7 + share / 2.0));
+    }
     // Drawn or rendered: few colours, or large flat fills without gradients.
     // Grey images have few colours anyway, so they must have fewer still.
     let grey = f.saturation <= 0.03;
@@ -297,9 +313,26 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
     (Class::Photo, clamp(0.9 - f.lines * 5.0))
 }
 
-pub fn classify(raster: &Raster, source: &[u8]) -> Classification {
-    let faces = detect_faces(raster);
-    let features = features(raster, &faces);
+/// Classifies `raster` (`source`: the file's bytes, for the JPEG tables).
+/// Without a text detector the lines-of-type rule falls back to statistics.
+pub fn classify(
+    raster: &Raster,
+    source: &[u8],
+    text: Option<&crate::models::text_regions::TextDetector>,
+) -> Classification {
+    // The two detectors overlap: the face detector uses one core.
+    let (faces, text_lines) = std::thread::scope(|scope| {
+        let lines = scope.spawn(|| {
+            text.and_then(|d| {
+                d.text_lines(raster)
+                    .inspect_err(|e| tracing::warn!("text detection failed: {e:#}"))
+                    .ok()
+            })
+        });
+        let faces = detect_faces(raster);
+        (faces, lines.join().ok().flatten())
+    });
+    let features = features(raster, &faces, text_lines);
     let (class, confidence) = decide(&features, faces.len());
     Classification {
         class,
@@ -408,7 +441,7 @@ mod tests {
             let v = if (i % 200) < 100 { 65535 } else { 0 };
             p.copy_from_slice(&[v, v / 2, 0]);
         }
-        let c = classify(&r, &[]);
+        let c = classify(&r, &[], None);
         assert_ne!(c.class, Class::Photo, "{c:?}");
         assert_eq!(c.jpeg_quality_estimate, None);
     }

@@ -5,6 +5,7 @@
 //! Until a model engine is installed, `Interpolation` stands in: Lanczos3 in
 //! linear light, and the job's log says that no model was used.
 
+use crate::models::text_regions::TextDetector;
 use std::sync::Arc;
 
 use crate::error::StageError;
@@ -34,6 +35,12 @@ pub trait UpscalerSource: Send + Sync {
         spec: &JobSpec,
         classification: &Classification,
     ) -> Result<Arc<dyn Upscaler>, StageError>;
+
+    /// The text detector, when the source has one installed: it adds the
+    /// count of text lines to the classification.
+    fn text_detector(&self) -> Option<&TextDetector> {
+        None
+    }
 }
 
 /// Always the same upscaler.
