@@ -242,8 +242,7 @@ fn run_daemon(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> 
             return Ok(ExitCode::from(1));
         }
     };
-    let dir = config.models_dir.clone().unwrap_or_else(models_dir);
-    let catalog = Catalog::builtin()?.with_user_models(&dir)?;
+    let (catalog, dir) = catalog_for(&config)?;
     // Every model the file names must exist before we say READY.
     if let Err(e) = config.check_models(&config_path, &catalog) {
         eprint!("{e}");
@@ -439,7 +438,17 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
-    let c = classify::classify(raster, &bytes, text_detector().as_ref());
+    let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
+    // All cores: the face and text detectors run here.
+    let threads = upscaled::models::runtime::default_threads();
+    let library = ModelLibrary::new(
+        catalog,
+        models_dir(),
+        threads,
+        TileSettings::default(),
+        None,
+    )?;
+    let c = classify::classify(raster, &bytes, library.detector());
     let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
     println!("file:       {}", args.file.display());
     println!(
@@ -473,8 +482,6 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("decision:   no upscale: the source already covers the target; resize only");
         return Ok(ExitCode::SUCCESS);
     }
-    let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
-    let library = ModelLibrary::new(catalog, models_dir(), 1, TileSettings::default(), None)?;
     let routes = match &args.config {
         Some(file) => {
             let config = Config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -496,7 +503,8 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         "decision:   {}x with {model} ({:?}, {})",
         r.model_scale, entry.kind, entry.licence,
     );
-    if entry.kind == upscaled::models::catalog::ModelKind::Generative {
+    let generative = entry.kind == upscaled::models::catalog::ModelKind::Generative;
+    if generative {
         use upscaled::models::smart::RegionKind;
         let regions = library.protected_regions(raster, &c);
         let count = |k| regions.iter().filter(|r| r.kind == k).count();
@@ -513,8 +521,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let megapixels = raster.width as f64 * raster.height as f64 / 1e6;
     let rate = |m: &str| upscaled::models::smart::seconds_per_megapixel(m);
     // A protected picture also goes through the fidelity model.
-    let fidelity = (entry.kind == upscaled::models::catalog::ModelKind::Generative)
-        .then(|| ModelLibrary::default_for_scale(r.model_scale));
+    let fidelity = generative.then(|| ModelLibrary::default_for_scale(r.model_scale));
     match rate(&model) {
         Some(s) => {
             let extra = fidelity.and_then(rate).unwrap_or(0.0);
@@ -548,7 +555,14 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
         2
     });
     anyhow::ensure!(matches!(scale, 2 | 4), "--scale must be 2 or 4");
-    let c = classify::classify(&raster, &bytes, text_detector().as_ref());
+    let library = ModelLibrary::new(
+        Catalog::builtin()?.with_user_models(&models_dir())?,
+        models_dir(),
+        upscaled::models::runtime::default_threads(),
+        TileSettings::default(),
+        None,
+    )?;
+    let c = classify::classify(&raster, &bytes, library.detector());
     // The crop: around the first face, else the centre.
     let side = side.min(raster.width).min(raster.height);
     let (cx, cy) = c
@@ -566,13 +580,6 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
         crop.data[dst..dst + side as usize * 3]
             .copy_from_slice(&raster.data[src..src + side as usize * 3]);
     }
-    let library = ModelLibrary::new(
-        Catalog::builtin()?.with_user_models(&models_dir())?,
-        models_dir(),
-        upscaled::models::runtime::default_threads(),
-        TileSettings::default(),
-        None,
-    )?;
     let mut names = Vec::new();
     for level in [
         QualityLevel::Balanced,
@@ -650,7 +657,7 @@ fn parse_level(text: &str) -> Result<QualityLevel, String> {
 /// The text detector from the models folder, or None with a note on stderr
 /// (classification then goes without its lines-of-type evidence).
 fn text_detector() -> Option<upscaled::models::text_regions::TextDetector> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = upscaled::models::runtime::default_threads();
     upscaled::models::text_regions::TextDetector::load(&models_dir(), threads)
         .inspect_err(|e| eprintln!("note: {e:#}"))
         .ok()
@@ -794,13 +801,19 @@ fn print_presets() {
     }
 }
 
+/// The catalog a config file sees (built-in models plus the user's own in
+/// its models folder), and that folder.
+fn catalog_for(config: &Config) -> anyhow::Result<(Catalog, PathBuf)> {
+    let dir = config.models_dir.clone().unwrap_or_else(models_dir);
+    Ok((Catalog::builtin()?.with_user_models(&dir)?, dir))
+}
+
 fn check_config(file: &Path) -> ExitCode {
     let checked = Config::load(file).and_then(|config| {
         // Model names are checked against the catalog of the models folder
         // the file uses (built-in models plus the user's own).
-        let dir = config.models_dir.clone().unwrap_or_else(models_dir);
-        match Catalog::builtin().and_then(|c| c.with_user_models(&dir)) {
-            Ok(catalog) => config.check_models(file, &catalog)?,
+        match catalog_for(&config) {
+            Ok((catalog, _)) => config.check_models(file, &catalog)?,
             Err(e) => eprintln!("warning: model names not checked: {e:#}"),
         }
         Ok(config)

@@ -26,6 +26,18 @@ fn detector() -> Option<&'static TextDetector> {
     }))
 }
 
+/// The installed models with the default tiling, on 2 threads.
+fn library() -> ModelLibrary {
+    ModelLibrary::new(
+        Catalog::builtin().unwrap(),
+        models_dir(),
+        2,
+        TileSettings::default(),
+        None,
+    )
+    .unwrap()
+}
+
 fn class_of(path: &std::path::Path) -> upscaled::pipeline::classify::Classification {
     let bytes = std::fs::read(path).unwrap();
     let decoded = decode(&bytes, &DecodeLimits::default()).unwrap();
@@ -212,14 +224,7 @@ fn faces_come_from_the_fidelity_model() {
     let raster = Raster::from_u8(192, 192, false, small.as_raw());
     let c = classify(&raster, &[], detector());
     assert!(!c.faces.is_empty(), "no face found in the small astronaut");
-    let lib = ModelLibrary::new(
-        Catalog::builtin().unwrap(),
-        models_dir(),
-        2,
-        TileSettings::default(),
-        None,
-    )
-    .unwrap();
+    let lib = library();
     let (main, fidelity) = (
         lib.load("realesrgan-x4plus").unwrap(),
         lib.load("spanx4_ch48").unwrap(),
@@ -300,7 +305,7 @@ fn text_in_a_photo_comes_from_the_fidelity_model() {
     assert_eq!(outside, 0, "{lines:?}");
 
     // Smart mode end to end at `best`: a photo goes to Real-ESRGAN, the
-    // label to SPAN. A 4x of a 120x80 crop around the label keeps it quick.
+    // label to SPAN. A 4x of a 190x70 shrunk crop around the label keeps it quick.
     let crop = |r: &Raster, x: u32, y: u32, w: u32, h: u32| {
         let img = image::RgbImage::from_raw(r.width, r.height, r.to_u8()).unwrap();
         image::imageops::crop_imm(&img, x, y, w, h).to_image()
@@ -308,14 +313,7 @@ fn text_in_a_photo_comes_from_the_fidelity_model() {
     let small = crop(&photo, lx - 40, ly - 40, 380, 140);
     let small = image::imageops::resize(&small, 190, 70, image::imageops::CatmullRom);
     let raster = Raster::from_u8(190, 70, false, small.as_raw());
-    let lib = ModelLibrary::new(
-        Catalog::builtin().unwrap(),
-        models_dir(),
-        2,
-        TileSettings::default(),
-        None,
-    )
-    .unwrap();
+    let lib = library();
     let spec = upscaled::pipeline::JobSpec {
         level: QualityLevel::Best,
         ..Default::default()

