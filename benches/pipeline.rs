@@ -317,34 +317,48 @@ fn models(quick: bool) {
 /// face detector) and the text detector, median of 5 runs.
 fn smart_analysis() {
     println!("\n## Smart mode's analysis (median of 5)");
-    let median = |mut v: Vec<f64>| {
+    let median = |v: Vec<f64>| {
+        let mut v = v;
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2] * 1000.0
+        format!("{:.0} ms", v[v.len() / 2] * 1000.0)
     };
-    let detector = upscaled::models::text_regions::TextDetector::load(&models_dir(), 2);
-    println!("| source | classify (with text lines) | text detector (protection) |\n|---|---|---|");
+    let five = |f: &dyn Fn()| median((0..5).map(|_| timed(f).1).collect());
+    let text = upscaled::models::text_regions::TextDetector::load(&models_dir(), 2);
+    let drawing = upscaled::models::drawing::DrawingClassifier::load(&models_dir(), 2);
+    let networks = upscaled::pipeline::classify::Networks {
+        text: text.as_ref().ok(),
+        drawing: drawing.as_ref().ok(),
+    };
+    let missing = |e: &anyhow::Error| format!("not installed: {e}");
+    println!(
+        "| source | classify (all) | faces | text lines (352 px) | drawn? (224 px) | text detector (protection) |\n|---|---|---|---|---|---|"
+    );
     for side in [256u32, 512, 1024] {
         let photo = photo_of(side);
-        let classify: Vec<f64> = (0..5)
-            .map(|_| {
-                timed(|| {
-                    upscaled::pipeline::classify::classify(&photo, &[], detector.as_ref().ok())
-                })
-                .1
-            })
-            .collect();
-        let text = match &detector {
-            Ok(d) => format!(
-                "{:.0} ms",
-                median(
-                    (0..5)
-                        .map(|_| timed(|| d.detect(&photo).unwrap()).1)
-                        .collect()
-                )
+        let classify = five(&|| {
+            upscaled::pipeline::classify::classify(&photo, &[], networks);
+        });
+        let faces = five(&|| {
+            upscaled::pipeline::classify::detect_faces(&photo);
+        });
+        let (lines, protection) = match &text {
+            Ok(d) => (
+                five(&|| {
+                    d.text_lines(&photo).unwrap();
+                }),
+                five(&|| {
+                    d.detect(&photo).unwrap();
+                }),
             ),
-            Err(e) => format!("not installed: {e}"),
+            Err(e) => (missing(e), missing(e)),
         };
-        println!("| {side}² photo | {:.0} ms | {text} |", median(classify));
+        let drawn = match &drawing {
+            Ok(d) => five(&|| {
+                d.drawn(&photo).unwrap();
+            }),
+            Err(e) => missing(e),
+        };
+        println!("| {side}² photo | {classify} | {faces} | {lines} | {drawn} | {protection} |");
     }
 }
 

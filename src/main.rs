@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use upscaled::config::{Config, LogFormat, QualityLevel};
+use upscaled::models::drawing::DrawingClassifier;
+use upscaled::models::text_regions::TextDetector;
 use upscaled::models::tiled::TileSettings;
 use upscaled::models::{self, Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::decode::DecodeLimits;
@@ -448,7 +450,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         TileSettings::default(),
         None,
     )?;
-    let c = classify::classify(raster, &bytes, library.detector());
+    let c = classify::classify(raster, &bytes, library.networks());
     let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
     println!("file:       {}", args.file.display());
     println!(
@@ -562,7 +564,7 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
         TileSettings::default(),
         None,
     )?;
-    let c = classify::classify(&raster, &bytes, library.detector());
+    let c = classify::classify(&raster, &bytes, library.networks());
     // The crop: around the first face, else the centre.
     let side = side.min(raster.width).min(raster.height);
     let (cx, cy) = c
@@ -654,18 +656,28 @@ fn parse_level(text: &str) -> Result<QualityLevel, String> {
     }
 }
 
-/// The text detector from the models folder, or None with a note on stderr
-/// (classification then goes without its lines-of-type evidence).
-fn text_detector() -> Option<upscaled::models::text_regions::TextDetector> {
+/// The text detector and the drawing classifier from the models folder; a
+/// missing one gets a note on stderr and classification goes without it.
+fn classification_networks() -> (Option<TextDetector>, Option<DrawingClassifier>) {
     let threads = upscaled::models::runtime::default_threads();
-    upscaled::models::text_regions::TextDetector::load(&models_dir(), threads)
-        .inspect_err(|e| eprintln!("note: {e:#}"))
-        .ok()
+    let note = |e: &anyhow::Error| eprintln!("note: {e:#}");
+    (
+        TextDetector::load(&models_dir(), threads)
+            .inspect_err(note)
+            .ok(),
+        DrawingClassifier::load(&models_dir(), threads)
+            .inspect_err(note)
+            .ok(),
+    )
 }
 
 fn classify(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
-    let detector = text_detector();
+    let (text, drawing) = classification_networks();
+    let networks = upscaled::pipeline::classify::Networks {
+        text: text.as_ref(),
+        drawing: drawing.as_ref(),
+    };
     for file in files {
         let result = std::fs::read(file)
             .map_err(|e| format!("read failed: {e}"))
@@ -676,7 +688,7 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                 let c = upscaled::pipeline::classify::classify(
                     &decoded.raster,
                     &bytes,
-                    detector.as_ref(),
+                    networks,
                 );
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 Ok(serde_json::json!({
@@ -700,6 +712,7 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                         "lines": c.features.lines,
                         "text_lines": c.features.text_lines,
                         "text_share": c.features.text_share,
+                        "drawn": c.features.drawn,
                         "blockiness": c.blockiness,
                     },
                     "ms": (ms * 10.0).round() / 10.0,

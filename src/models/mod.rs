@@ -2,12 +2,14 @@
 //! ncnn weights to ONNX, and running them with ONNX Runtime.
 
 pub mod catalog;
+pub mod drawing;
 pub mod import;
 pub mod ncnn;
 pub mod onnx;
 pub mod runtime;
 pub mod smart;
 pub mod text_regions;
+pub mod tfjs;
 pub mod tiled;
 
 use std::path::{Path, PathBuf};
@@ -85,7 +87,7 @@ pub fn fetch_text_detector(catalog: &Catalog, models: &Path, cache: &Path) -> Re
     Ok(dest)
 }
 
-/// Fetches the runtime, the text detector and the named models (all catalog models when `names`
+/// Fetches the runtime, the text detector, the drawing classifier and the named models (all catalog models when `names`
 /// is empty), importing each ncnn model to `<models>/<name>.onnx` once.
 pub fn fetch(
     catalog: &Catalog,
@@ -98,6 +100,7 @@ pub fn fetch(
         .with_context(|| format!("creating models folder {}", models.display()))?;
     fetch_runtime(catalog, models, cache)?;
     fetch_text_detector(catalog, models, cache)?;
+    drawing::fetch(catalog, models, cache)?;
     let wanted: Vec<&String> = if names.is_empty() {
         catalog.models.keys().collect()
     } else {
@@ -176,8 +179,17 @@ pub struct ModelLibrary {
     /// Loaded on first need; None when it is not installed (then only faces
     /// are protected, with a warning).
     text_detector: std::sync::OnceLock<Option<text_regions::TextDetector>>,
+    drawing: std::sync::OnceLock<Option<drawing::DrawingClassifier>>,
     loaded:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tiled::ModelUpscaler>>>,
+}
+
+/// Intersection over union of two face boxes.
+fn overlap(a: &crate::pipeline::classify::FaceBox, b: &crate::pipeline::classify::FaceBox) -> f64 {
+    let x = (a.x + a.width).min(b.x + b.width).saturating_sub(a.x.max(b.x)) as f64;
+    let y = (a.y + a.height).min(b.y + b.height).saturating_sub(a.y.max(b.y)) as f64;
+    let union = (a.width * a.height + b.width * b.height) as f64 - x * y;
+    x * y / union.max(1.0)
 }
 
 /// Fidelity models for photos: reproduce, never invent.
@@ -204,6 +216,7 @@ impl ModelLibrary {
             tiles,
             forced,
             text_detector: Default::default(),
+            drawing: Default::default(),
             loaded: Default::default(),
         })
     }
@@ -243,8 +256,26 @@ impl ModelLibrary {
             .as_ref()
     }
 
-    /// The regions a generative model must not reinvent: the classified
-    /// faces and the lines of text the detector finds.
+    /// The networks classification consults, loaded on first use; a missing
+    /// one is left out with one warning.
+    pub fn networks(&self) -> crate::pipeline::classify::Networks<'_> {
+        let drawing = self
+            .drawing
+            .get_or_init(|| {
+                drawing::DrawingClassifier::load(&self.dir, self.threads)
+                    .inspect_err(|e| tracing::warn!("no drawing classifier: {e:#}"))
+                    .ok()
+            })
+            .as_ref();
+        crate::pipeline::classify::Networks {
+            text: self.detector(),
+            drawing,
+        }
+    }
+
+    /// The regions a generative model must not reinvent: the faces found at
+    /// classification or at the finer protection size (small faces), and the
+    /// lines of text the detector finds.
     pub fn protected_regions(
         &self,
         raster: &crate::raster::Raster,
@@ -255,6 +286,16 @@ impl ModelLibrary {
             .iter()
             .map(smart::Protected::face)
             .collect();
+        let finer = crate::pipeline::classify::detect_faces_at(
+            raster,
+            crate::pipeline::classify::FACE_PROTECT_SIDE,
+        );
+        for face in finer {
+            let known = classification.faces.iter().any(|f| overlap(f, &face) > 0.3);
+            if !known {
+                regions.push(smart::Protected::face(&face));
+            }
+        }
         if let Some(detector) = self.detector() {
             let _turn = tiled::INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
             match detector.detect(raster) {
@@ -328,7 +369,7 @@ impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
         }))
     }
 
-    fn text_detector(&self) -> Option<&text_regions::TextDetector> {
-        self.detector()
+    fn networks(&self) -> crate::pipeline::classify::Networks<'_> {
+        ModelLibrary::networks(self)
     }
 }

@@ -85,6 +85,22 @@ static SESSIONS: OnceLock<Cache> = OnceLock::new();
 
 /// Loads (once) the ONNX model at `path` with `threads` intra-op threads.
 pub fn session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<ModelSession>> {
+    session_with(models_dir, path, threads, true)
+}
+
+/// A session for a helper network that runs beside other work (the face
+/// detector, another network): its idle threads sleep instead of spinning,
+/// which on two cores would steal the time the other lane needs.
+pub fn helper_session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<ModelSession>> {
+    session_with(models_dir, path, threads, false)
+}
+
+fn session_with(
+    models_dir: &Path,
+    path: &Path,
+    threads: usize,
+    spinning: bool,
+) -> Result<Arc<ModelSession>> {
     let env = environment(models_dir)?;
     let cache = SESSIONS.get_or_init(Default::default);
     let mut cache = cache
@@ -103,6 +119,8 @@ pub fn session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<Mod
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| anyhow!("{e}"))?
         .with_intra_threads(threads.max(1))
+        .map_err(|e| anyhow!("{e}"))?
+        .with_intra_op_spinning(spinning)
         .map_err(|e| anyhow!("{e}"))?
         // Memory patterns are planned per input shape and kept; tiles come in
         // several shapes, so they cost memory for little speed (docs/benchmarks.md).

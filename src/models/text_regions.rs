@@ -55,7 +55,7 @@ impl TextDetector {
             );
         }
         Ok(Self {
-            session: runtime::session(models_dir, &path, threads)?,
+            session: runtime::helper_session(models_dir, &path, threads)?,
         })
     }
 
@@ -103,38 +103,14 @@ impl TextDetector {
 /// NCHW floats in BGR order scaled to -1..1 (how the detector was trained),
 /// bilinearly resampled to `w` x `h`; transparent areas count as white.
 fn network_input(raster: &Raster, w: usize, h: usize) -> Vec<f32> {
-    let c = raster.channels();
-    let (rw, rh) = (raster.width as usize, raster.height as usize);
+    let rgb = raster.planar_rgb(w, h);
     let plane = w * h;
-    let mut out = vec![0f32; 3 * plane];
-    let sample = |x: usize, y: usize, k: usize| -> f32 {
-        let i = (y * rw + x) * c;
-        let v = raster.data[i + k] as f32 / 65535.0;
-        if raster.has_alpha {
-            let a = raster.data[i + 3] as f32 / 65535.0;
-            v * a + (1.0 - a)
-        } else {
-            v
-        }
-    };
-    for y in 0..h {
-        let fy = ((y as f32 + 0.5) * rh as f32 / h as f32 - 0.5).clamp(0.0, (rh - 1) as f32);
-        let (y0, ty) = (fy as usize, fy.fract());
-        let y1 = (y0 + 1).min(rh - 1);
-        for x in 0..w {
-            let fx = ((x as f32 + 0.5) * rw as f32 / w as f32 - 0.5).clamp(0.0, (rw - 1) as f32);
-            let (x0, tx) = (fx as usize, fx.fract());
-            let x1 = (x0 + 1).min(rw - 1);
-            for k in 0..3 {
-                let top = sample(x0, y0, k) * (1.0 - tx) + sample(x1, y0, k) * tx;
-                let bottom = sample(x0, y1, k) * (1.0 - tx) + sample(x1, y1, k) * tx;
-                let v = top * (1.0 - ty) + bottom * ty;
-                // Channel 0 is blue: the network was trained on BGR.
-                out[(2 - k) * plane + y * w + x] = (v - 0.5) / 0.5;
-            }
-        }
-    }
-    out
+    // Channel 0 is blue: the network was trained on BGR.
+    [2, 1, 0]
+        .iter()
+        .flat_map(|&k| &rgb[k * plane..(k + 1) * plane])
+        .map(|v| (v - 0.5) / 0.5)
+        .collect()
 }
 
 /// A blob of the probability map: its bounding box in map pixels.

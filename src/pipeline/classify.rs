@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::models::drawing::DrawingClassifier;
+use crate::models::text_regions::TextDetector;
 use crate::raster::Raster;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
@@ -71,6 +73,9 @@ pub struct Features {
     pub text_lines: Option<usize>,
     /// The share of the frame those lines cover.
     pub text_share: Option<f64>,
+    /// The drawing classifier's chance that the picture is drawn; None when
+    /// it is not installed.
+    pub drawn: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -230,17 +235,31 @@ pub fn features(raster: &Raster, faces: &[FaceBox], text: Option<(usize, f64)>) 
             .fold(0.0, f64::max),
         text_lines: text.map(|t| t.0),
         text_share: text.map(|t| t.1),
+        drawn: None,
     }
 }
 
-/// Finds frontal faces on a grey copy whose long side is at most 480 px
-/// (faces under ~5% of the frame's side are not the subject anyway).
+/// The long side faces are looked for at when classifying. A face that is
+/// the subject spans a fifth of the frame or more, which at 320 px is still
+/// far above the detector's 20 px minimum; and SeetaFace misses some large,
+/// detailed faces at higher resolutions (wrinkles break its cascade).
+pub const FACE_CLASSIFY_SIDE: u32 = 320;
+/// The long side faces are looked for at when protecting them: small faces
+/// (a team photo) matter there.
+pub const FACE_PROTECT_SIDE: u32 = 480;
+
+/// Finds the subject's faces (see [`FACE_CLASSIFY_SIDE`]).
 pub fn detect_faces(raster: &Raster) -> Vec<FaceBox> {
+    detect_faces_at(raster, FACE_CLASSIFY_SIDE)
+}
+
+/// Finds frontal faces on a grey copy whose long side is at most `long_side`.
+pub fn detect_faces_at(raster: &Raster, long_side: u32) -> Vec<FaceBox> {
     static MODEL: &[u8] = include_bytes!(env!("RUSTFACE_MODEL"));
     let Ok(model) = rustface::read_model(MODEL) else {
         return Vec::new();
     };
-    let (w, h, px) = small_luma_rgb(raster, 480);
+    let (w, h, px) = small_luma_rgb(raster, long_side);
     if w < 24 || h < 24 {
         return Vec::new();
     }
@@ -271,6 +290,13 @@ pub fn detect_faces(raster: &Raster) -> Vec<FaceBox> {
         .collect()
 }
 
+/// The drawing classifier's Drawing + Hentai probability from which a
+/// picture is an illustration: odds of three to one. The network sees a
+/// 224 px thumbnail, and some photos get 0.5 to 0.7 (scikit-image's rocket
+/// 0.72); calling a photo drawn sends it to an anime model, the costlier
+/// mistake, so only a clear answer counts.
+pub const DRAWN: f64 = 0.75;
+
 /// The class from the features: a small, readable rule set (thresholds and
 /// their measured accuracy are in docs/smart-mode.md).
 pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
@@ -287,6 +313,13 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
         && share >= 0.05
     {
         return (Class::Text, clamp(0.7 + share / 2.0));
+    }
+    // A picture the network is fairly sure was drawn: anime frames, comics,
+    // painted illustrations, whose shading fools the statistics below.
+    if let Some(drawn) = f.drawn
+        && drawn >= DRAWN
+    {
+        return (Class::Illustration, clamp(drawn));
     }
     // Drawn or rendered: few colours, or large flat fills without gradients.
     // Grey images have few colours anyway, so they must have fewer still.
@@ -313,26 +346,37 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
     (Class::Photo, clamp(0.9 - f.lines * 5.0))
 }
 
+/// The networks classification consults. Each is optional: without the text
+/// detector the lines-of-type rule falls back to statistics, and without the
+/// drawing classifier shaded drawings are told by their outlines alone.
+#[derive(Clone, Copy, Default)]
+pub struct Networks<'a> {
+    pub text: Option<&'a TextDetector>,
+    pub drawing: Option<&'a DrawingClassifier>,
+}
+
 /// Classifies `raster` (`source`: the file's bytes, for the JPEG tables).
-/// Without a text detector the lines-of-type rule falls back to statistics.
-pub fn classify(
-    raster: &Raster,
-    source: &[u8],
-    text: Option<&crate::models::text_regions::TextDetector>,
-) -> Classification {
-    // The two detectors overlap: the face detector uses one core.
-    let (faces, text_lines) = std::thread::scope(|scope| {
+pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classification {
+    // Two lanes of about equal length on two cores: the text detector, and
+    // the face detector followed by the drawing classifier.
+    let (text_lines, faces, drawn) = std::thread::scope(|scope| {
         let lines = scope.spawn(|| {
-            text.and_then(|d| {
+            networks.text.and_then(|d| {
                 d.text_lines(raster)
                     .inspect_err(|e| tracing::warn!("text detection failed: {e:#}"))
                     .ok()
             })
         });
         let faces = detect_faces(raster);
-        (faces, lines.join().ok().flatten())
+        let drawn = networks.drawing.and_then(|d| {
+            d.drawn(raster)
+                .inspect_err(|e| tracing::warn!("drawing classification failed: {e:#}"))
+                .ok()
+        });
+        (lines.join().ok().flatten(), faces, drawn)
     });
-    let features = features(raster, &faces, text_lines);
+    let mut features = features(raster, &faces, text_lines);
+    features.drawn = drawn;
     let (class, confidence) = decide(&features, faces.len());
     Classification {
         class,
@@ -441,7 +485,7 @@ mod tests {
             let v = if (i % 200) < 100 { 65535 } else { 0 };
             p.copy_from_slice(&[v, v / 2, 0]);
         }
-        let c = classify(&r, &[], None);
+        let c = classify(&r, &[], Networks::default());
         assert_ne!(c.class, Class::Photo, "{c:?}");
         assert_eq!(c.jpeg_quality_estimate, None);
     }

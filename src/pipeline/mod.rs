@@ -237,7 +237,7 @@ impl Pipeline {
         }
         timer.lap(Stage::Crop);
 
-        let classification = classify::classify(&raster, bytes, self.upscalers.text_detector());
+        let classification = classify::classify(&raster, bytes, self.upscalers.networks());
         timer.lap(Stage::Classify);
 
         let Route {

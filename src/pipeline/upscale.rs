@@ -5,12 +5,11 @@
 //! Until a model engine is installed, `Interpolation` stands in: Lanczos3 in
 //! linear light, and the job's log says that no model was used.
 
-use crate::models::text_regions::TextDetector;
 use std::sync::Arc;
 
 use crate::error::StageError;
 use crate::pipeline::JobSpec;
-use crate::pipeline::classify::Classification;
+use crate::pipeline::classify::{Classification, Networks};
 use crate::pipeline::resize::resize;
 use crate::raster::Raster;
 
@@ -36,10 +35,10 @@ pub trait UpscalerSource: Send + Sync {
         classification: &Classification,
     ) -> Result<Arc<dyn Upscaler>, StageError>;
 
-    /// The text detector, when the source has one installed: it adds the
-    /// count of text lines to the classification.
-    fn text_detector(&self) -> Option<&TextDetector> {
-        None
+    /// The networks classification consults, where the source has them
+    /// installed (lines of text, drawn or photographed).
+    fn networks(&self) -> Networks<'_> {
+        Networks::default()
     }
 }
 
