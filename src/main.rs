@@ -685,11 +685,7 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                 let decoded = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
                     .map_err(|e| e.to_string())?;
                 let started = std::time::Instant::now();
-                let c = upscaled::pipeline::classify::classify(
-                    &decoded.raster,
-                    &bytes,
-                    networks,
-                );
+                let c = upscaled::pipeline::classify::classify(&decoded.raster, &bytes, networks);
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 Ok(serde_json::json!({
                     "file": file,

@@ -179,8 +179,10 @@ impl Raster {
         for y in 0..sh {
             for (x, span) in xs.iter().enumerate() {
                 for k in 0..3 {
-                    rows[(y * w + x) * 3 + k] =
-                        span.iter().map(|&(j, wt)| wt * value((y * sw + j) * c, k)).sum();
+                    rows[(y * w + x) * 3 + k] = span
+                        .iter()
+                        .map(|&(j, wt)| wt * value((y * sw + j) * c, k))
+                        .sum();
                 }
             }
         }
@@ -189,8 +191,10 @@ impl Raster {
         for (y, span) in ys.iter().enumerate() {
             for x in 0..w {
                 for k in 0..3 {
-                    out[k * plane + y * w + x] =
-                        span.iter().map(|&(j, wt)| wt * rows[(j * w + x) * 3 + k]).sum();
+                    out[k * plane + y * w + x] = span
+                        .iter()
+                        .map(|&(j, wt)| wt * rows[(j * w + x) * 3 + k])
+                        .sum();
                 }
             }
         }

@@ -186,8 +186,12 @@ pub struct ModelLibrary {
 
 /// Intersection over union of two face boxes.
 fn overlap(a: &crate::pipeline::classify::FaceBox, b: &crate::pipeline::classify::FaceBox) -> f64 {
-    let x = (a.x + a.width).min(b.x + b.width).saturating_sub(a.x.max(b.x)) as f64;
-    let y = (a.y + a.height).min(b.y + b.height).saturating_sub(a.y.max(b.y)) as f64;
+    let x = (a.x + a.width)
+        .min(b.x + b.width)
+        .saturating_sub(a.x.max(b.x)) as f64;
+    let y = (a.y + a.height)
+        .min(b.y + b.height)
+        .saturating_sub(a.y.max(b.y)) as f64;
     let union = (a.width * a.height + b.width * b.height) as f64 - x * y;
     x * y / union.max(1.0)
 }

@@ -209,10 +209,15 @@ impl Weights {
                     .with_context(|| format!("weight shard {} is not base64", i + 1))?,
             );
         }
-        let groups = manifest.as_array().context("weightsManifest is not a list")?;
+        let groups = manifest
+            .as_array()
+            .context("weightsManifest is not a list")?;
         let mut tensors = HashMap::new();
         let mut at = 0usize;
-        for spec in groups.iter().flat_map(|g| g["weights"].as_array().into_iter().flatten()) {
+        for spec in groups
+            .iter()
+            .flat_map(|g| g["weights"].as_array().into_iter().flatten())
+        {
             let name = spec["name"].as_str().context("a weight has no name")?;
             let shape: Vec<usize> = spec["shape"]
                 .as_array()
@@ -340,16 +345,24 @@ impl Keras<'_> {
             .as_array()
             .context("bad inbound node")?
             .iter()
-            .map(|n| n[0].as_str().map(str::to_string).context("bad inbound node"))
+            .map(|n| {
+                n[0].as_str()
+                    .map(str::to_string)
+                    .context("bad inbound node")
+            })
             .collect()
     }
 
     fn layer(&mut self, layer: &Value) -> Result<()> {
         let name = layer["name"].as_str().context("a layer has no name")?;
-        let class = layer["class_name"].as_str().context("a layer has no class")?;
+        let class = layer["class_name"]
+            .as_str()
+            .context("a layer has no class")?;
         let c = &layer["config"];
         if class == "InputLayer" {
-            let shape = c["batch_input_shape"].as_array().context("no input shape")?;
+            let shape = c["batch_input_shape"]
+                .as_array()
+                .context("no input shape")?;
             let dims: Vec<i64> = shape[1..].iter().filter_map(Value::as_i64).collect();
             let [h, w, channels] = dims[..] else {
                 bail!("input shape {shape:?} is not [None, H, W, C]");
@@ -385,9 +398,10 @@ impl Keras<'_> {
                 let param = |p: &str, default: &[f32]| -> Result<Vec<f32>> {
                     match self.weights.get(name, p) {
                         Ok((_, v)) => Ok(v.clone()),
-                        Err(_) if !c[if p == "gamma" { "scale" } else { "center" }]
-                            .as_bool()
-                            .unwrap_or(true) =>
+                        Err(_)
+                            if !c[if p == "gamma" { "scale" } else { "center" }]
+                                .as_bool()
+                                .unwrap_or(true) =>
                         {
                             Ok(default.to_vec())
                         }
@@ -463,7 +477,10 @@ impl Keras<'_> {
             }
             "Flatten" => {
                 // NHWC and NCHW flatten alike only when nothing spatial is left.
-                ensure!((h, w) == (1, 1), "Flatten of a {h}x{w} map is not supported");
+                ensure!(
+                    (h, w) == (1, 1),
+                    "Flatten of a {h}x{w} map is not supported"
+                );
                 self.g.node("Identity", &[&x], &[&y], Vec::new());
             }
             "Dropout" => self.g.node("Identity", &[&x], &[&y], Vec::new()),
@@ -487,7 +504,10 @@ impl Keras<'_> {
                 let mut conv_in = vec![x.clone(), wname];
                 if c["use_bias"].as_bool().unwrap_or(true) {
                     let bias = &self.weights.get(name, "bias")?.1;
-                    conv_in.push(self.g.constant(&format!("{name}_bias"), &[units as i64], bias));
+                    conv_in.push(
+                        self.g
+                            .constant(&format!("{name}_bias"), &[units as i64], bias),
+                    );
                 }
                 let refs: Vec<&str> = conv_in.iter().map(String::as_str).collect();
                 let z = self.g.fresh(name);
@@ -522,7 +542,9 @@ impl Keras<'_> {
             "relu" => self.relu(x, y, None),
             "relu6" => self.relu(x, y, Some(6.0)),
             "sigmoid" => self.g.node("Sigmoid", &[x], &[y], Vec::new()),
-            "softmax" => self.g.node("Softmax", &[x], &[y], vec![("axis", Attr::Int(1))]),
+            "softmax" => self
+                .g
+                .node("Softmax", &[x], &[y], vec![("axis", Attr::Int(1))]),
             other => bail!("activation '{other}' is not supported"),
         }
         Ok(())
@@ -539,7 +561,11 @@ impl Keras<'_> {
         (h, w): (i64, i64),
     ) -> Result<(i64, i64)> {
         let depthwise = class == "DepthwiseConv2D";
-        let param = if depthwise { "depthwise_kernel" } else { "kernel" };
+        let param = if depthwise {
+            "depthwise_kernel"
+        } else {
+            "kernel"
+        };
         let (shape, kernel) = self.weights.get(name, param)?;
         let [kh, kw, cin, cout] = shape[..] else {
             bail!("{param} has shape {shape:?}");
@@ -568,7 +594,10 @@ impl Keras<'_> {
             }
         }
         let dims = [out_c as i64, in_per_group as i64, kh as i64, kw as i64];
-        let mut conv_in = vec![x.to_string(), self.g.constant(&format!("{name}_w"), &dims, &oihw)];
+        let mut conv_in = vec![
+            x.to_string(),
+            self.g.constant(&format!("{name}_w"), &dims, &oihw),
+        ];
         if c["use_bias"].as_bool().unwrap_or(true) {
             let bias = &self.weights.get(name, "bias")?.1;
             conv_in.push(self.g.constant(&format!("{name}_b"), &[out_c as i64], bias));
