@@ -470,6 +470,22 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    let f = &c.features;
+    println!(
+        "evidence:   largest face {:.0}% of the frame; {}; {}",
+        f.face_share * 100.0,
+        match (f.text_lines, f.text_share) {
+            (Some(n), Some(share)) => format!(
+                "{n} line(s) of type over {:.0}% of the frame",
+                share * 100.0
+            ),
+            _ => "no text detector".into(),
+        },
+        f.drawn.map_or("no drawing classifier".into(), |d| format!(
+            "drawn {d:.2} (illustration from {:.2})",
+            classify::DRAWN
+        )),
+    );
     match &target {
         Some(t) => println!(
             "target:     {}x{} {:?}: needs {:.2}x",

@@ -74,7 +74,10 @@ impl TextDetector {
     /// frame the lines cover.
     pub fn text_lines(&self, raster: &Raster) -> Result<(usize, f64)> {
         let lines = self.detect_at(raster, 352)?;
-        let area: f64 = lines.iter().map(|b| b.width as f64 * b.height as f64).sum();
+        // A fold from +0.0: an empty f64 sum is -0.0, which would print as "-0".
+        let area = lines
+            .iter()
+            .fold(0.0, |a, b| a + b.width as f64 * b.height as f64);
         let frame = raster.width as f64 * raster.height as f64;
         Ok((lines.len(), (area / frame.max(1.0)).min(1.0)))
     }
