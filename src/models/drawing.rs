@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
 use super::catalog::Catalog;
 use super::runtime::{self, ModelSession};
@@ -67,14 +67,8 @@ pub struct DrawingClassifier {
 impl DrawingClassifier {
     pub fn load(models_dir: &Path, threads: usize) -> Result<Self> {
         let path = classifier_path(models_dir);
-        if !path.is_file() {
-            bail!(
-                "the drawing classifier is not installed ({} is missing; run `upscaled models fetch`)",
-                path.display()
-            );
-        }
         Ok(Self {
-            session: runtime::helper_session(models_dir, &path, threads)?,
+            session: runtime::helper_session(models_dir, &path, "drawing classifier", threads)?,
         })
     }
 

@@ -88,10 +88,21 @@ pub fn session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<Mod
     session_with(models_dir, path, threads, true)
 }
 
-/// A session for a helper network that runs beside other work (the face
-/// detector, another network): its idle threads sleep instead of spinning,
-/// which on two cores would steal the time the other lane needs.
-pub fn helper_session(models_dir: &Path, path: &Path, threads: usize) -> Result<Arc<ModelSession>> {
+/// A session for a helper network (`what`, at `path`) that runs beside other
+/// work (the face detector, another network): its idle threads sleep instead
+/// of spinning, which on two cores would steal the time the other lane needs.
+pub fn helper_session(
+    models_dir: &Path,
+    path: &Path,
+    what: &str,
+    threads: usize,
+) -> Result<Arc<ModelSession>> {
+    if !path.is_file() {
+        bail!(
+            "the {what} is not installed ({} is missing; run `upscaled models fetch`)",
+            path.display()
+        );
+    }
     session_with(models_dir, path, threads, false)
 }
 

@@ -48,14 +48,8 @@ pub struct TextDetector {
 impl TextDetector {
     pub fn load(models_dir: &Path, threads: usize) -> Result<Self> {
         let path = detector_path(models_dir);
-        if !path.is_file() {
-            bail!(
-                "the text detector is not installed ({} is missing; run `upscaled models fetch`)",
-                path.display()
-            );
-        }
         Ok(Self {
-            session: runtime::helper_session(models_dir, &path, threads)?,
+            session: runtime::helper_session(models_dir, &path, "text detector", threads)?,
         })
     }
 
