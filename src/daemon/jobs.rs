@@ -227,14 +227,8 @@ pub fn move_no_clobber(src: &Path, dest: &Path) -> std::io::Result<PathBuf> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent)?;
     }
-    let stem = dest.file_stem().and_then(|s| s.to_str()).unwrap_or("file");
-    let ext = dest.extension().and_then(|s| s.to_str());
     for n in 0..10_000 {
-        let candidate = match (n, ext) {
-            (0, _) => dest.to_path_buf(),
-            (n, Some(ext)) => dest.with_file_name(format!("{stem}-{n}.{ext}")),
-            (n, None) => dest.with_file_name(format!("{stem}-{n}")),
-        };
+        let candidate = numbered(dest, n);
         // A hard link fails if the name exists: no window where we replace it.
         match fs::hard_link(src, &candidate) {
             Ok(()) => {
@@ -257,6 +251,16 @@ pub fn move_no_clobber(src: &Path, dest: &Path) -> std::io::Result<PathBuf> {
         "no free name for {}",
         dest.display()
     )))
+}
+
+/// `dest` itself for 0, else `stem-n.ext`.
+fn numbered(dest: &Path, n: usize) -> PathBuf {
+    let stem = dest.file_stem().and_then(|s| s.to_str()).unwrap_or("file");
+    match (n, dest.extension().and_then(|s| s.to_str())) {
+        (0, _) => dest.to_path_buf(),
+        (n, Some(ext)) => dest.with_file_name(format!("{stem}-{n}.{ext}")),
+        (n, None) => dest.with_file_name(format!("{stem}-{n}")),
+    }
 }
 
 fn sync_dir(dir: Option<&Path>) {
@@ -390,15 +394,6 @@ pub fn process(
 }
 
 fn failed(rule: &FolderRule, work_file: &Path, rel: &Path, error: JobError) -> Outcome {
-    let dest = match move_no_clobber(work_file, &rule.failed.join(rel)) {
-        Ok(dest) => dest,
-        Err(e) => {
-            tracing::error!(file = %work_file.display(), "cannot move to failed/: {e}; it stays in the work folder");
-            work_file.to_path_buf()
-        }
-    };
-    let mut reason_path = dest.as_os_str().to_os_string();
-    reason_path.push(".error.txt");
     let text = format!(
         "file: {}\nstage: {}\nreason: {}\ntime: {}\n",
         error.file.display(),
@@ -406,11 +401,39 @@ fn failed(rule: &FolderRule, work_file: &Path, rel: &Path, error: JobError) -> O
         error.cause,
         unix_time_now()
     );
-    let _ = write_atomic(Path::new(&reason_path), text.as_bytes(), Collision::Replace);
+    // The reason is written before the file moves: a crash in between leaves
+    // a reason without its file (replaced when the file fails again after
+    // the restart), never a failed file without its reason.
+    let wanted = rule.failed.join(rel);
+    let free = (0..10_000)
+        .map(|n| numbered(&wanted, n))
+        .find(|p| !p.exists())
+        .unwrap_or(wanted);
+    if let Some(parent) = free.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
+    let _ = write_atomic(&reason_path(&free), text.as_bytes(), Collision::Replace);
+    let dest = match move_no_clobber(work_file, &free) {
+        Ok(dest) => dest,
+        Err(e) => {
+            tracing::error!(file = %work_file.display(), "cannot move to failed/: {e}; it stays in the work folder");
+            work_file.to_path_buf()
+        }
+    };
+    if dest != free {
+        // Another file took the name meanwhile, or the move failed.
+        let _ = fs::rename(reason_path(&free), reason_path(&dest));
+    }
     Outcome::Failed {
         error,
         source_to: dest,
     }
+}
+
+fn reason_path(failed_file: &Path) -> PathBuf {
+    let mut path = failed_file.as_os_str().to_os_string();
+    path.push(".error.txt");
+    PathBuf::from(path)
 }
 
 /// `keep`: the source goes back where it was, and the ledger remembers it so
