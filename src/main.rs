@@ -440,16 +440,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
-    let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
-    // All cores: the face and text detectors run here.
-    let threads = upscaled::models::runtime::default_threads();
-    let library = ModelLibrary::new(
-        catalog,
-        models_dir(),
-        threads,
-        TileSettings::default(),
-        None,
-    )?;
+    let library = inspection_library()?;
     let c = classify::classify(raster, &bytes, library.networks());
     let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
     println!("file:       {}", args.file.display());
@@ -573,13 +564,7 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
         2
     });
     anyhow::ensure!(matches!(scale, 2 | 4), "--scale must be 2 or 4");
-    let library = ModelLibrary::new(
-        Catalog::builtin()?.with_user_models(&models_dir())?,
-        models_dir(),
-        upscaled::models::runtime::default_threads(),
-        TileSettings::default(),
-        None,
-    )?;
+    let library = inspection_library()?;
     let c = classify::classify(&raster, &bytes, library.networks());
     // The crop: around the first face, else the centre.
     let side = side.min(raster.width).min(raster.height);
@@ -670,6 +655,19 @@ fn parse_level(text: &str) -> Result<QualityLevel, String> {
         "best" => Ok(QualityLevel::Best),
         other => Err(format!("must be fast, balanced or best, not {other:?}")),
     }
+}
+
+/// The models `explain` and `compare` look at: built-in and the user's own,
+/// default tiling, no forced model, and all cores (the classification
+/// networks run there too).
+fn inspection_library() -> anyhow::Result<ModelLibrary> {
+    ModelLibrary::new(
+        Catalog::builtin()?.with_user_models(&models_dir())?,
+        models_dir(),
+        upscaled::models::runtime::default_threads(),
+        TileSettings::default(),
+        None,
+    )
 }
 
 /// The text detector and the drawing classifier from the models folder; a

@@ -107,6 +107,18 @@ impl Raster {
         self.data.iter().all(|&v| v % 257 == 0)
     }
 
+    /// Channel `k` of the pixel whose samples start at `i`, in 0..1 and
+    /// composited over white (networks see transparent areas as white).
+    fn over_white(&self, i: usize, k: usize) -> f32 {
+        let v = self.data[i + k] as f32 / 65535.0;
+        if self.has_alpha {
+            let a = self.data[i + 3] as f32 / 65535.0;
+            v * a + (1.0 - a)
+        } else {
+            v
+        }
+    }
+
     /// A network input: planar RGB in 0..1 (all of R, then G, then B),
     /// bilinearly resampled to `w` x `h`; transparent areas count as white.
     pub fn planar_rgb(&self, w: usize, h: usize) -> Vec<f32> {
@@ -114,16 +126,7 @@ impl Raster {
         let (rw, rh) = (self.width as usize, self.height as usize);
         let plane = w * h;
         let mut out = vec![0f32; 3 * plane];
-        let sample = |x: usize, y: usize, k: usize| -> f32 {
-            let i = (y * rw + x) * c;
-            let v = self.data[i + k] as f32 / 65535.0;
-            if self.has_alpha {
-                let a = self.data[i + 3] as f32 / 65535.0;
-                v * a + (1.0 - a)
-            } else {
-                v
-            }
-        };
+        let sample = |x: usize, y: usize, k: usize| self.over_white((y * rw + x) * c, k);
         for y in 0..h {
             let fy = ((y as f32 + 0.5) * rh as f32 / h as f32 - 0.5).clamp(0.0, (rh - 1) as f32);
             let (y0, ty) = (fy as usize, fy.fract());
@@ -165,15 +168,6 @@ impl Raster {
                 .collect()
         };
         let (xs, ys) = (spans(sw, w), spans(sh, h));
-        let value = |i: usize, k: usize| -> f32 {
-            let v = self.data[i + k] as f32 / 65535.0;
-            if self.has_alpha {
-                let a = self.data[i + 3] as f32 / 65535.0;
-                v * a + (1.0 - a)
-            } else {
-                v
-            }
-        };
         // Rows first (source rows x output columns), then columns.
         let mut rows = vec![0f32; sh * w * 3];
         for y in 0..sh {
@@ -181,7 +175,7 @@ impl Raster {
                 for k in 0..3 {
                     rows[(y * w + x) * 3 + k] = span
                         .iter()
-                        .map(|&(j, wt)| wt * value((y * sw + j) * c, k))
+                        .map(|&(j, wt)| wt * self.over_white((y * sw + j) * c, k))
                         .sum();
                 }
             }
