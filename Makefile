@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The built binary (honours CARGO_TARGET_DIR).
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench eval-unseen
 
 # nasm gives rav1e (AVIF) its fast paths; installed where we can (root + apt).
 setup:
@@ -31,3 +31,8 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+
+# Classification on whole folders of Debian packages never used for tuning
+# (apt-get download, no root); figures in docs/smart-mode.md.
+eval-unseen: setup
+	scripts/eval_unseen.sh $(BIN)

@@ -465,10 +465,11 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     println!(
         "evidence:   largest face {:.0}% of the frame; {}; {}",
         f.face_share * 100.0,
-        match (f.text_lines, f.text_share) {
-            (Some(n), Some(share)) => format!(
-                "{n} line(s) of type over {:.0}% of the frame",
-                share * 100.0
+        match (f.text_lines, f.text_share, f.close_text_lines) {
+            (Some(n), Some(share), close) => format!(
+                "{n} line(s) of type over {:.0}% of the frame{}",
+                share * 100.0,
+                close.map_or(String::new(), |c| format!(", {c} on a closer look"))
             ),
             _ => "no text detector".into(),
         },
@@ -722,6 +723,7 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                         "lines": c.features.lines,
                         "text_lines": c.features.text_lines,
                         "text_share": c.features.text_share,
+                        "close_text_lines": c.features.close_text_lines,
                         "drawn": c.features.drawn,
                         "blockiness": c.blockiness,
                     },

@@ -69,6 +69,24 @@ fn scikit_image_samples_get_their_classes() {
     assert_eq!(class_of(&dir.join("astronaut.png")).faces.len(), 1);
 }
 
+/// Grey textures have few grey levels, rows and thin strokes, which the
+/// statistics alone take for a page; the text detector's closer look finds no
+/// type in them, so they stay photographs.
+#[test]
+fn textures_without_type_are_not_text() {
+    let dir = samples();
+    for name in ["brick.png", "grass.png", "gravel.png", "cell.png"] {
+        let c = class_of(&dir.join(name));
+        assert_eq!(c.class, Class::Photo, "{name}: {c:?}");
+        assert_eq!(c.features.close_text_lines, Some(0), "{name}");
+    }
+    // Print is found at the quick look, with no second one.
+    assert_eq!(
+        class_of(&dir.join("page.png")).features.close_text_lines,
+        None
+    );
+}
+
 /// A cartoon made from a photo (smoothed, four levels a channel, black
 /// outlines) reads as drawn and becomes an illustration; the photo does not.
 /// The converted network's five outputs are probabilities.

@@ -73,6 +73,11 @@ pub struct Features {
     pub text_lines: Option<usize>,
     /// The share of the frame those lines cover.
     pub text_share: Option<f64>,
+    /// Lines of text found on a closer look (640 to 960 px), taken only when
+    /// the statistics call a picture text but the quick look found too few
+    /// lines: small UI type and handwriting are missed at 352 px. None when
+    /// no closer look was taken.
+    pub close_text_lines: Option<usize>,
     /// The drawing classifier's chance that the picture is drawn; None when
     /// it is not installed.
     pub drawn: Option<f64>,
@@ -235,6 +240,7 @@ pub fn features(raster: &Raster, faces: &[FaceBox], text: Option<(usize, f64)>) 
             .fold(0.0, f64::max),
         text_lines: text.map(|t| t.0),
         text_share: text.map(|t| t.1),
+        close_text_lines: None,
         drawn: None,
     }
 }
@@ -321,23 +327,37 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
     {
         return (Class::Illustration, clamp(drawn));
     }
+    // The statistics below can take textures and flat artwork for type. When
+    // the detector looked closely and saw no line of it, they are overruled.
+    let type_unseen = f.close_text_lines == Some(0);
     // Drawn or rendered: few colours, or large flat fills without gradients.
     // Grey images have few colours anyway, so they must have fewer still.
     let grey = f.saturation <= 0.03;
     let few_colours = f.top_colours >= if grey { 0.8 } else { 0.6 };
-    let graphic = few_colours || (f.flat >= 0.6 && f.ramps <= 0.2);
-    if graphic {
+    let flat_fills = f.flat >= 0.6 && f.ramps <= 0.2;
+    if few_colours || flat_fills {
         // Lines of type, or a grey UI: text. Colour or no rows: illustration.
         let lines_of_type = f.row_transitions >= 3.0;
         let grey_ui = grey && f.extremes < 0.5;
-        if lines_of_type || grey_ui {
+        // The detector reads print, not handwriting, so rows of ink on a
+        // grey page stand without it.
+        if (lines_of_type && grey) || ((lines_of_type || grey_ui) && !type_unseen) {
             return (Class::Text, clamp(0.6 + f.row_transitions / 40.0));
         }
-        return (Class::Illustration, clamp(0.5 + f.top_colours / 3.0));
+        // Few colours without flat fills and without type: a muted or grey
+        // photograph (wood grain, a moon, a micrograph), judged below.
+        if !type_unseen || flat_fills {
+            return (Class::Illustration, clamp(0.5 + f.top_colours / 3.0));
+        }
     }
-    // A scan: grey, shaded paper, many thin dark strokes.
+    // A scan: grey, shaded paper, many thin dark strokes. Without type in
+    // it, a grey texture: grass, gravel, fabric.
     if grey && f.lines >= 0.035 {
-        return (Class::Text, 0.6);
+        return if type_unseen {
+            (Class::Photo, 0.6)
+        } else {
+            (Class::Text, 0.6)
+        };
     }
     // Natural-looking, but drawn with dark outlines: anime frames, comics.
     if f.lines >= 0.035 && f.lines >= 0.5 * f.edges {
@@ -377,7 +397,21 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
     });
     let mut features = features(raster, &faces, text_lines);
     features.drawn = drawn;
-    let (class, confidence) = decide(&features, faces.len());
+    let (mut class, mut confidence) = decide(&features, faces.len());
+    // Text by statistics alone: let the detector look again at a size where
+    // small type is several pixels high, and decide with what it saw.
+    if class == Class::Text
+        && features.text_lines.is_some_and(|n| n < 3)
+        && let Some(detector) = networks.text
+    {
+        match detector.detect(raster) {
+            Ok(lines) => {
+                features.close_text_lines = Some(lines.len());
+                (class, confidence) = decide(&features, faces.len());
+            }
+            Err(e) => tracing::warn!("text detection failed: {e:#}"),
+        }
+    }
     Classification {
         class,
         confidence,
@@ -488,6 +522,74 @@ mod tests {
         let c = classify(&r, &[], Networks::default());
         assert_ne!(c.class, Class::Photo, "{c:?}");
         assert_eq!(c.jpeg_quality_estimate, None);
+    }
+
+    /// A muted photograph whose statistics read as rows of type.
+    fn statistically_text() -> Features {
+        Features {
+            flat: 0.2,
+            edges: 0.01,
+            top_colours: 0.65,
+            background: 0.1,
+            saturation: 0.15,
+            extremes: 0.0,
+            ramps: 0.75,
+            row_transitions: 3.6,
+            ink: 0.1,
+            lines: 0.003,
+            face_share: 0.0,
+            text_lines: Some(0),
+            text_share: Some(0.0),
+            close_text_lines: None,
+            drawn: Some(0.0),
+        }
+    }
+
+    #[test]
+    fn no_type_on_a_closer_look_overrules_the_statistics() {
+        let mut f = statistically_text();
+        assert_eq!(decide(&f, 0).0, Class::Text);
+        f.close_text_lines = Some(0);
+        assert_eq!(decide(&f, 0).0, Class::Photo);
+        f.close_text_lines = Some(4);
+        assert_eq!(decide(&f, 0).0, Class::Text);
+        // Flat artwork without type is an illustration.
+        let flat = Features {
+            flat: 0.85,
+            ramps: 0.08,
+            close_text_lines: Some(0),
+            ..statistically_text()
+        };
+        assert_eq!(decide(&flat, 0).0, Class::Illustration);
+        // A grey texture full of strokes is a scan only with type in it.
+        let grey = Features {
+            saturation: 0.0,
+            top_colours: 0.6,
+            row_transitions: 0.0,
+            lines: 0.05,
+            edges: 0.06,
+            ..statistically_text()
+        };
+        assert_eq!(decide(&grey, 0).0, Class::Text);
+        let grey = Features {
+            close_text_lines: Some(0),
+            ..grey
+        };
+        assert_eq!(decide(&grey, 0).0, Class::Photo);
+    }
+
+    /// Handwriting is invisible to the detector; rows of ink on a grey page
+    /// still make it text.
+    #[test]
+    fn rows_of_ink_on_a_grey_page_are_text_without_the_detector() {
+        let page = Features {
+            saturation: 0.0,
+            top_colours: 0.91,
+            row_transitions: 4.1,
+            close_text_lines: Some(0),
+            ..statistically_text()
+        };
+        assert_eq!(decide(&page, 0).0, Class::Text);
     }
 
     #[test]
