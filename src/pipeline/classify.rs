@@ -136,7 +136,9 @@ fn luma(p: [u8; 3]) -> i32 {
     (p[0] as i32 * 77 + p[1] as i32 * 150 + p[2] as i32 * 29) >> 8
 }
 
-pub fn features(raster: &Raster, faces: &[FaceBox], text: Option<(usize, f64)>) -> Features {
+/// The image statistics; the detectors' fields are left empty for
+/// `classify` to fill.
+pub fn statistics(raster: &Raster) -> Features {
     let (w, h, px) = small_luma_rgb(raster, 512);
     let (w, h) = (w as usize, h as usize);
     let mut flat = 0u64;
@@ -222,7 +224,6 @@ pub fn features(raster: &Raster, faces: &[FaceBox], text: Option<(usize, f64)>) 
     }
     histogram.sort_unstable_by(|a, b| b.cmp(a));
     let n = px.len().max(1) as f64;
-    let area = (raster.width as f64 * raster.height as f64).max(1.0);
     Features {
         flat: flat as f64 / pairs.max(1) as f64,
         edges: edges as f64 / pairs.max(1) as f64,
@@ -234,12 +235,9 @@ pub fn features(raster: &Raster, faces: &[FaceBox], text: Option<(usize, f64)>) 
         row_transitions: transitions as f64 * 100.0 / h.max(1) as f64,
         ink: inked_pixels as f64 / n,
         lines: lines as f64 / n,
-        face_share: faces
-            .iter()
-            .map(|f| f.width as f64 * f.height as f64 / area)
-            .fold(0.0, f64::max),
-        text_lines: text.map(|t| t.0),
-        text_share: text.map(|t| t.1),
+        face_share: 0.0,
+        text_lines: None,
+        text_share: None,
         close_text_lines: None,
         drawn: None,
     }
@@ -378,8 +376,8 @@ pub struct Networks<'a> {
 /// Classifies `raster` (`source`: the file's bytes, for the JPEG tables).
 pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classification {
     // Two lanes of about equal length on two cores: the text detector, and
-    // the face detector followed by the drawing classifier.
-    let (text_lines, faces, drawn) = std::thread::scope(|scope| {
+    // the face detector, the drawing classifier and the statistics.
+    let (text_lines, faces, drawn, mut features, blocking) = std::thread::scope(|scope| {
         let lines = scope.spawn(|| {
             networks.text.and_then(|d| {
                 d.text_lines(raster)
@@ -393,9 +391,17 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
                 .inspect_err(|e| tracing::warn!("drawing classification failed: {e:#}"))
                 .ok()
         });
-        (lines.join().ok().flatten(), faces, drawn)
+        let (features, blocking) = (statistics(raster), blockiness(raster));
+        let lines = lines.join().ok().flatten();
+        (lines, faces, drawn, features, blocking)
     });
-    let mut features = features(raster, &faces, text_lines);
+    let area = (raster.width as f64 * raster.height as f64).max(1.0);
+    features.face_share = faces
+        .iter()
+        .map(|f| f.width as f64 * f.height as f64 / area)
+        .fold(0.0, f64::max);
+    features.text_lines = text_lines.map(|t| t.0);
+    features.text_share = text_lines.map(|t| t.1);
     features.drawn = drawn;
     let (mut class, mut confidence) = decide(&features, faces.len());
     // Text by statistics alone: let the detector look again at a size where
@@ -417,7 +423,7 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
         confidence,
         faces,
         jpeg_quality_estimate: jpeg_quality(source),
-        blockiness: blockiness(raster),
+        blockiness: blocking,
         features,
     }
 }
