@@ -343,7 +343,7 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
             return (Class::Text, clamp(0.6 + f.row_transitions / 40.0));
         }
         // Few colours without flat fills and without type: a muted or grey
-        // photograph (wood grain, a moon, a micrograph), judged below.
+        // photograph (wood grain, a micrograph), judged below.
         if !type_unseen || flat_fills {
             return (Class::Illustration, clamp(0.5 + f.top_colours / 3.0));
         }
