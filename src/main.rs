@@ -623,7 +623,7 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
     for (i, name) in names.iter().enumerate() {
         let model = library.load(name)?;
         let up = model
-            .upscale(&crop, scale)
+            .upscale(&crop, scale, None)
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let img =
             image::RgbImage::from_raw(up.width, up.height, up.to_u8()).expect("model output size");

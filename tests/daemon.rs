@@ -422,3 +422,39 @@ fn tells_systemd_it_is_ready_and_how_busy_it_is() {
     assert_eq!(messages[0], "READY=1", "{messages:?}");
     assert!(messages.iter().any(|m| m.contains("done")), "{messages:?}");
 }
+
+/// `limits.seconds_per_file`: a file whose 4x upscale runs past the limit is
+/// stopped between rows of tiles and goes to failed/ with a reason naming
+/// the limit; the daemon keeps running.
+#[test]
+fn a_file_past_its_time_limit_fails_with_the_reason() {
+    models(&["spanx4_ch48"]);
+    // 1200x800 to a 4800 px box: a 4x model over three rows of tiles, each
+    // row taking well over a second on two cores.
+    let s = Setup::with_box(
+        4800,
+        "    smart:\n      model: spanx4_ch48\nlimits:\n  seconds_per_file: 1\n",
+    );
+    let photo = image::imageops::resize(
+        &load_rgb(&samples().join("coffee.png")),
+        1200,
+        800,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut daemon = s.start();
+    photo.save(s.path("in").join("big.png")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || finished(&s).1.len() == 1),
+        "big.png did not fail: {:?}",
+        finished(&s)
+    );
+    let reason = fs::read_to_string(s.path("failed").join("big.png.error.txt")).unwrap();
+    assert!(
+        reason.contains("upscale") && reason.contains("seconds_per_file"),
+        "{reason}"
+    );
+    assert!(files_under(&s.path("out")).is_empty());
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+    let log = stop(daemon);
+    assert!(log.contains("seconds_per_file"), "{log}");
+}

@@ -299,14 +299,14 @@ fn faces_come_from_the_fidelity_model() {
         lib.load("realesrgan-x4plus").unwrap(),
         lib.load("spanx4_ch48").unwrap(),
     );
-    let generative = main.upscale(&raster, 4).unwrap();
-    let faithful = fidelity.upscale(&raster, 4).unwrap();
+    let generative = main.upscale(&raster, 4, None).unwrap();
+    let faithful = fidelity.upscale(&raster, 4, None).unwrap();
     let safe = RegionSafe {
         main,
         fidelity,
         regions: c.faces.iter().map(Protected::face).collect(),
     }
-    .upscale(&raster, 4)
+    .upscale(&raster, 4, None)
     .unwrap();
     let f = c.faces[0];
     let crop = |r: &Raster| {
@@ -393,16 +393,16 @@ fn text_in_a_photo_comes_from_the_fidelity_model() {
     use upscaled::pipeline::upscale::UpscalerSource;
     let safe = lib.for_scale(&raster, 4, &spec, &c).unwrap();
     assert!(safe.name().contains("text lines"), "{}", safe.name());
-    let out = safe.upscale(&raster, 4).unwrap();
+    let out = safe.upscale(&raster, 4, None).unwrap();
     let generative = lib
         .load("realesrgan-x4plus")
         .unwrap()
-        .upscale(&raster, 4)
+        .upscale(&raster, 4, None)
         .unwrap();
     let faithful = lib
         .load("spanx4_ch48")
         .unwrap()
-        .upscale(&raster, 4)
+        .upscale(&raster, 4, None)
         .unwrap();
     // The label in the small crop: 20..170 x 20..51.
     let label = |r: &Raster| crop(r, 24 * 4, 24 * 4, 140 * 4, 24 * 4);

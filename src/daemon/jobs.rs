@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use super::inbox::state_dir;
 use crate::config::{FolderRule, OnSuccess};
 use crate::error::{JobError, Stage, StageError};
+use crate::pipeline::deadline::Deadline;
 use crate::pipeline::write::{Collision, write_atomic};
 use crate::pipeline::{JobReport, JobSpec, Pipeline};
 
@@ -325,10 +326,13 @@ pub fn process(
         })?;
         let mut reports = Vec::new();
         let shared = rule.targets.len() > 1;
+        // One limit for the whole file, all its targets together.
+        let deadline = base.time_limit.map(Deadline::after);
         let _forget = Forget(pipeline, &bytes, shared);
         for (target, paths) in rule.targets.iter().zip(&plan) {
             let spec = JobSpec {
                 reuse_upscale: shared,
+                deadline,
                 ..spec_for(rule, target, base)
             };
             let rendered = pipeline.render(&shown, &bytes, &spec).map_err(fail)?;

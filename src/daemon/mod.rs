@@ -307,6 +307,9 @@ fn base_spec(config: &Config) -> JobSpec {
         limits: config.limits,
         threads: config.threads,
         routes: config.routes.clone(),
+        // 0 turns the limit off.
+        time_limit: (config.seconds_per_file > 0)
+            .then(|| std::time::Duration::from_secs(config.seconds_per_file)),
         ..JobSpec::default()
     }
 }

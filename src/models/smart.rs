@@ -15,6 +15,7 @@ use super::text_regions::TextBox;
 use crate::config::QualityLevel;
 use crate::error::{Stage, StageError};
 use crate::pipeline::classify::{Class, Classification, FaceBox};
+use crate::pipeline::deadline::Deadline;
 use crate::pipeline::upscale::Upscaler;
 use crate::raster::Raster;
 
@@ -199,9 +200,14 @@ impl Upscaler for RegionSafe {
         true
     }
 
-    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
-        let mut out = self.main.upscale(raster, scale)?;
-        let faithful = self.fidelity.upscale(raster, scale)?;
+    fn upscale(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        deadline: Option<Deadline>,
+    ) -> Result<Raster, StageError> {
+        let mut out = self.main.upscale(raster, scale, deadline)?;
+        let faithful = self.fidelity.upscale(raster, scale, deadline)?;
         if (faithful.width, faithful.height) != (out.width, out.height) {
             return Err(StageError::new(
                 Stage::Upscale,

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use fast_image_resize::images::Image;
@@ -15,6 +16,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use super::catalog::ModelEntry;
 use super::runtime::{self, ModelSession};
 use crate::error::{Stage, StageError};
+use crate::pipeline::deadline::{self, Deadline};
 use crate::pipeline::upscale::Upscaler;
 use crate::raster::Raster;
 
@@ -74,9 +76,16 @@ impl ModelUpscaler {
 
     /// Upscales the colour of `raster` (alpha ignored) by the model's scale.
     pub fn run_colour(&self, raster: &Raster) -> Result<Raster> {
+        self.run_colour_until(raster, None)
+    }
+
+    /// `run_colour`, stopping between rows of tiles once `deadline` passes.
+    pub fn run_colour_until(&self, raster: &Raster, deadline: Option<Deadline>) -> Result<Raster> {
         // One inference at a time: each already uses every core, and two at
         // once would only double the memory.
+        let queued = Instant::now();
         let _turn = INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = deadline.map(|d| d.extended(queued.elapsed()));
         let s = self.entry.scale as usize;
         let (w, h) = (raster.width, raster.height);
         let (ow, oh) = (w as usize * s, h as usize * s);
@@ -95,6 +104,7 @@ impl ModelUpscaler {
         let rows = spans(h, tile, overlap);
         let columns = spans(w, tile, overlap);
         for (r, &(y0, y1)) in rows.iter().enumerate() {
+            deadline::check(deadline, Stage::Upscale)?;
             band.grow_to(y1 as usize * s);
             for &(x0, x1) in &columns {
                 self.run_tile(raster, [x0, x1, y0, y1], overlap, &mut band)?;
@@ -282,7 +292,12 @@ impl Upscaler for ModelUpscaler {
         true
     }
 
-    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
+    fn upscale(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        deadline: Option<Deadline>,
+    ) -> Result<Raster, StageError> {
         let err = |e: anyhow::Error| StageError::new(Stage::Upscale, format!("{e:#}"));
         if scale != self.entry.scale {
             return Err(StageError::new(
@@ -293,7 +308,7 @@ impl Upscaler for ModelUpscaler {
                 ),
             ));
         }
-        let colour = self.run_colour(raster).map_err(err)?;
+        let colour = self.run_colour_until(raster, deadline).map_err(err)?;
         if !raster.has_alpha {
             return Ok(colour);
         }

@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod crop;
+pub mod deadline;
 pub mod decode;
 pub mod encode;
 pub mod metadata;
@@ -109,6 +110,10 @@ pub struct JobSpec {
     pub min_source_side: Option<u32>,
     pub avif_speed: u8,
     pub threads: usize,
+    /// The config's `limits.seconds_per_file` (None: no limit).
+    pub time_limit: Option<std::time::Duration>,
+    /// When this file's time is up; set per file from `time_limit`.
+    pub deadline: Option<deadline::Deadline>,
 }
 
 impl Default for JobSpec {
@@ -130,6 +135,8 @@ impl Default for JobSpec {
             min_source_side: None,
             avif_speed: encode.avif_speed,
             threads: encode.threads,
+            time_limit: None,
+            deadline: None,
         }
     }
 }
@@ -237,6 +244,7 @@ impl Pipeline {
         }
         timer.lap(Stage::Crop);
 
+        deadline::check(spec.deadline, Stage::Classify)?;
         let classification = classify::classify(&raster, bytes, self.upscalers.networks());
         timer.lap(Stage::Classify);
 
@@ -279,7 +287,7 @@ impl Pipeline {
                 match hit {
                     Some(raster) => raster,
                     None => {
-                        let out = upscale::upscale(u.as_ref(), raster, model_scale)?;
+                        let out = upscale::upscale(u.as_ref(), raster, model_scale, spec.deadline)?;
                         if let Some(mut c) = spec
                             .reuse_upscale
                             .then(|| self.last_upscale.lock().ok())
@@ -299,6 +307,7 @@ impl Pipeline {
         };
         timer.lap(Stage::Upscale);
 
+        deadline::check(spec.deadline, Stage::Resize)?;
         let raster = match &spec.target {
             Some(target) => {
                 fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?
@@ -321,6 +330,7 @@ impl Pipeline {
         };
         let mut encoded = Vec::new();
         for format in dedup(&spec.formats) {
+            deadline::check(spec.deadline, Stage::Encode)?;
             encoded.push(encode::encode(&raster, format, &settings)?);
         }
         timer.lap(Stage::Encode);
@@ -455,6 +465,7 @@ impl StageTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deadline::Deadline;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Interpolation that counts its calls.
@@ -467,9 +478,14 @@ mod tests {
         fn is_model(&self) -> bool {
             true
         }
-        fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
+        fn upscale(
+            &self,
+            raster: &Raster,
+            scale: u32,
+            _: Option<Deadline>,
+        ) -> Result<Raster, StageError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            upscale::Interpolation.upscale(raster, scale)
+            upscale::Interpolation.upscale(raster, scale, None)
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::error::StageError;
 use crate::pipeline::JobSpec;
 use crate::pipeline::classify::{Classification, Networks};
+use crate::pipeline::deadline::Deadline;
 use crate::pipeline::resize::resize;
 use crate::raster::Raster;
 
@@ -18,8 +19,14 @@ pub trait Upscaler: Send + Sync {
     fn name(&self) -> String;
     /// Whether it is a real model (false: interpolation only).
     fn is_model(&self) -> bool;
-    /// Returns a raster exactly `scale` times the input's size.
-    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError>;
+    /// Returns a raster exactly `scale` times the input's size, or an error
+    /// once `deadline` passes (models check it between rows of tiles).
+    fn upscale(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        deadline: Option<Deadline>,
+    ) -> Result<Raster, StageError>;
 }
 
 /// Hands the pipeline the upscaler for a routed scale (the model library, or
@@ -68,17 +75,27 @@ impl Upscaler for Interpolation {
         false
     }
 
-    fn upscale(&self, raster: &Raster, scale: u32) -> Result<Raster, StageError> {
+    fn upscale(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        _: Option<Deadline>,
+    ) -> Result<Raster, StageError> {
         resize(raster, raster.width * scale, raster.height * scale, None)
     }
 }
 
 /// Passes the image through when no enlargement is needed; never copies then.
-pub fn upscale(upscaler: &dyn Upscaler, raster: Raster, scale: u32) -> Result<Raster, StageError> {
+pub fn upscale(
+    upscaler: &dyn Upscaler,
+    raster: Raster,
+    scale: u32,
+    deadline: Option<Deadline>,
+) -> Result<Raster, StageError> {
     if scale <= 1 {
         return Ok(raster);
     }
-    upscaler.upscale(&raster, scale)
+    upscaler.upscale(&raster, scale, deadline)
 }
 
 #[cfg(test)]
@@ -88,9 +105,9 @@ mod tests {
     #[test]
     fn output_is_exactly_scale_times_input() {
         let r = Raster::new(13, 7, true);
-        let out = upscale(&Interpolation, r.clone(), 4).unwrap();
+        let out = upscale(&Interpolation, r.clone(), 4, None).unwrap();
         assert_eq!((out.width, out.height), (52, 28));
-        let same = upscale(&Interpolation, r.clone(), 1).unwrap();
+        let same = upscale(&Interpolation, r.clone(), 1, None).unwrap();
         assert_eq!(same, r);
     }
 }
