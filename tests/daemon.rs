@@ -450,7 +450,7 @@ fn a_file_past_its_time_limit_fails_with_the_reason() {
     );
     let reason = fs::read_to_string(s.path("failed").join("big.png.error.txt")).unwrap();
     assert!(
-        reason.contains("upscale") && reason.contains("seconds_per_file"),
+        reason.contains("stage: upscale\nreason: stopped: the file took longer than its 1 s limit (limits.seconds_per_file)"),
         "{reason}"
     );
     assert!(files_under(&s.path("out")).is_empty());

@@ -104,7 +104,9 @@ impl ModelUpscaler {
         let rows = spans(h, tile, overlap);
         let columns = spans(w, tile, overlap);
         for (r, &(y0, y1)) in rows.iter().enumerate() {
-            deadline::check(deadline, Stage::Upscale)?;
+            if let Err(e) = deadline::check(deadline, Stage::Upscale) {
+                bail!(e.cause); // the caller names the stage
+            }
             band.grow_to(y1 as usize * s);
             for &(x0, x1) in &columns {
                 self.run_tile(raster, [x0, x1, y0, y1], overlap, &mut band)?;
