@@ -332,7 +332,7 @@ pub fn process(
         for (target, paths) in rule.targets.iter().zip(&plan) {
             let spec = JobSpec {
                 reuse_upscale: shared,
-                deadline,
+                deadline: deadline.clone(),
                 ..spec_for(rule, target, base)
             };
             let rendered = pipeline.render(&shown, &bytes, &spec).map_err(fail)?;

@@ -204,7 +204,7 @@ impl Upscaler for RegionSafe {
         &self,
         raster: &Raster,
         scale: u32,
-        deadline: Option<Deadline>,
+        deadline: Option<&Deadline>,
     ) -> Result<Raster, StageError> {
         let mut out = self.main.upscale(raster, scale, deadline)?;
         let faithful = self.fidelity.upscale(raster, scale, deadline)?;

@@ -80,12 +80,14 @@ impl ModelUpscaler {
     }
 
     /// `run_colour`, stopping between rows of tiles once `deadline` passes.
-    pub fn run_colour_until(&self, raster: &Raster, deadline: Option<Deadline>) -> Result<Raster> {
+    pub fn run_colour_until(&self, raster: &Raster, deadline: Option<&Deadline>) -> Result<Raster> {
         // One inference at a time: each already uses every core, and two at
         // once would only double the memory.
         let queued = Instant::now();
         let _turn = INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
-        let deadline = deadline.map(|d| d.extended(queued.elapsed()));
+        if let Some(d) = deadline {
+            d.credit(queued.elapsed());
+        }
         let s = self.entry.scale as usize;
         let (w, h) = (raster.width, raster.height);
         let (ow, oh) = (w as usize * s, h as usize * s);
@@ -298,7 +300,7 @@ impl Upscaler for ModelUpscaler {
         &self,
         raster: &Raster,
         scale: u32,
-        deadline: Option<Deadline>,
+        deadline: Option<&Deadline>,
     ) -> Result<Raster, StageError> {
         let err = |e: anyhow::Error| StageError::new(Stage::Upscale, format!("{e:#}"));
         if scale != self.entry.scale {

@@ -4,37 +4,42 @@
 //! `failed/`. A single decoder or encoder call cannot be stopped halfway;
 //! the decode limits bound those instead.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Stage, StageError};
 
-#[derive(Clone, Copy, Debug)]
+/// One file's time limit. Clones share the time credited for waiting, so
+/// every target of the file sees it.
+#[derive(Clone, Debug)]
 pub struct Deadline {
-    at: Instant,
+    start: Instant,
     limit: Duration,
+    waited_ns: Arc<AtomicU64>,
 }
 
 impl Deadline {
     /// `limit` from now.
     pub fn after(limit: Duration) -> Self {
         Deadline {
-            at: Instant::now() + limit,
+            start: Instant::now(),
             limit,
+            waited_ns: Arc::default(),
         }
     }
 
-    /// The same deadline, `wait` later: time spent queued behind another
+    /// Moves the deadline `wait` later: time spent queued behind another
     /// file's inference is not this file's.
-    pub fn extended(self, wait: Duration) -> Self {
-        Deadline {
-            at: self.at + wait,
-            ..self
-        }
+    pub fn credit(&self, wait: Duration) {
+        let ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.waited_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// An error of `stage` once the deadline has passed.
     pub fn check(&self, stage: Stage) -> Result<(), StageError> {
-        if Instant::now() <= self.at {
+        let waited = Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed));
+        if self.start.elapsed() <= self.limit + waited {
             return Ok(());
         }
         Err(StageError::new(
@@ -48,7 +53,7 @@ impl Deadline {
 }
 
 /// `deadline.check(stage)` where there is a deadline.
-pub fn check(deadline: Option<Deadline>, stage: Stage) -> Result<(), StageError> {
+pub fn check(deadline: Option<&Deadline>, stage: Stage) -> Result<(), StageError> {
     deadline.map_or(Ok(()), |d| d.check(stage))
 }
 
@@ -65,12 +70,16 @@ mod tests {
         let e = past.check(Stage::Upscale).unwrap_err();
         assert_eq!(e.stage, Stage::Upscale);
         assert!(e.cause.contains("seconds_per_file"), "{e}");
-        // Waiting for another file's inference moves it later.
-        assert!(
-            past.extended(Duration::from_secs(60))
-                .check(Stage::Upscale)
-                .is_ok()
-        );
         assert!(check(None, Stage::Encode).is_ok());
+    }
+
+    #[test]
+    fn waiting_for_another_file_is_credited_to_every_clone() {
+        let past = Deadline::after(Duration::ZERO);
+        let shared = past.clone();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(shared.check(Stage::Resize).is_err());
+        past.credit(Duration::from_secs(60));
+        assert!(shared.check(Stage::Resize).is_ok());
     }
 }

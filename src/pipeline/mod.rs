@@ -244,7 +244,7 @@ impl Pipeline {
         }
         timer.lap(Stage::Crop);
 
-        deadline::check(spec.deadline, Stage::Classify)?;
+        deadline::check(spec.deadline.as_ref(), Stage::Classify)?;
         let classification = classify::classify(&raster, bytes, self.upscalers.networks());
         timer.lap(Stage::Classify);
 
@@ -287,7 +287,12 @@ impl Pipeline {
                 match hit {
                     Some(raster) => raster,
                     None => {
-                        let out = upscale::upscale(u.as_ref(), raster, model_scale, spec.deadline)?;
+                        let out = upscale::upscale(
+                            u.as_ref(),
+                            raster,
+                            model_scale,
+                            spec.deadline.as_ref(),
+                        )?;
                         if let Some(mut c) = spec
                             .reuse_upscale
                             .then(|| self.last_upscale.lock().ok())
@@ -307,7 +312,7 @@ impl Pipeline {
         };
         timer.lap(Stage::Upscale);
 
-        deadline::check(spec.deadline, Stage::Resize)?;
+        deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
         let raster = match &spec.target {
             Some(target) => {
                 fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?
@@ -330,7 +335,7 @@ impl Pipeline {
         };
         let mut encoded = Vec::new();
         for format in dedup(&spec.formats) {
-            deadline::check(spec.deadline, Stage::Encode)?;
+            deadline::check(spec.deadline.as_ref(), Stage::Encode)?;
             encoded.push(encode::encode(&raster, format, &settings)?);
         }
         timer.lap(Stage::Encode);
@@ -482,7 +487,7 @@ mod tests {
             &self,
             raster: &Raster,
             scale: u32,
-            _: Option<Deadline>,
+            _: Option<&Deadline>,
         ) -> Result<Raster, StageError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             upscale::Interpolation.upscale(raster, scale, None)

@@ -25,7 +25,7 @@ pub trait Upscaler: Send + Sync {
         &self,
         raster: &Raster,
         scale: u32,
-        deadline: Option<Deadline>,
+        deadline: Option<&Deadline>,
     ) -> Result<Raster, StageError>;
 }
 
@@ -79,7 +79,7 @@ impl Upscaler for Interpolation {
         &self,
         raster: &Raster,
         scale: u32,
-        _: Option<Deadline>,
+        _: Option<&Deadline>,
     ) -> Result<Raster, StageError> {
         resize(raster, raster.width * scale, raster.height * scale, None)
     }
@@ -90,7 +90,7 @@ pub fn upscale(
     upscaler: &dyn Upscaler,
     raster: Raster,
     scale: u32,
-    deadline: Option<Deadline>,
+    deadline: Option<&Deadline>,
 ) -> Result<Raster, StageError> {
     if scale <= 1 {
         return Ok(raster);
