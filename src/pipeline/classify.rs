@@ -334,16 +334,17 @@ pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
     let few_colours = f.top_colours >= if grey { 0.8 } else { 0.6 };
     let flat_fills = f.flat >= 0.6 && f.ramps <= 0.2;
     if few_colours || flat_fills {
-        // Lines of type, or a grey UI: text. Colour or no rows: illustration.
+        // Lines of type or a grey UI make it text, unless the detector saw
+        // no type on its closer look. Rows of ink on a grey page stand even
+        // then: the detector reads print, not handwriting.
         let lines_of_type = f.row_transitions >= 3.0;
         let grey_ui = grey && f.extremes < 0.5;
-        // The detector reads print, not handwriting, so rows of ink on a
-        // grey page stand without it.
         if (lines_of_type && grey) || ((lines_of_type || grey_ui) && !type_unseen) {
             return (Class::Text, clamp(0.6 + f.row_transitions / 40.0));
         }
-        // Few colours without flat fills and without type: a muted or grey
-        // photograph (wood grain, a micrograph), judged below.
+        // Otherwise drawn or rendered; but few colours without flat fills
+        // or type is a muted or grey photograph (wood grain, a micrograph),
+        // judged below.
         if !type_unseen || flat_fills {
             return (Class::Illustration, clamp(0.5 + f.top_colours / 3.0));
         }
