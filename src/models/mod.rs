@@ -300,7 +300,9 @@ impl ModelLibrary {
                 regions.push(smart::Protected::face(&face));
             }
         }
-        if let Some(detector) = self.detector() {
+        if let Some(lines) = &classification.close_text_boxes {
+            regions.extend(lines.iter().map(smart::Protected::text));
+        } else if let Some(detector) = self.detector() {
             let _turn = tiled::INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
             match detector.detect(raster) {
                 Ok(lines) => regions.extend(lines.iter().map(smart::Protected::text)),

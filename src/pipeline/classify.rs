@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::models::drawing::DrawingClassifier;
-use crate::models::text_regions::TextDetector;
+use crate::models::text_regions::{TextBox, TextDetector};
 use crate::raster::Raster;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
@@ -93,6 +93,10 @@ pub struct Classification {
     /// Edge strength on the 8x8 grid over elsewhere (1.0: no blocking).
     pub blockiness: f64,
     pub features: Features,
+    /// The lines found on the text detector's closer look, when it was
+    /// taken: the same look that protection takes, so it is not taken twice.
+    #[serde(skip)]
+    pub close_text_boxes: Option<Vec<TextBox>>,
 }
 
 impl Classification {
@@ -405,6 +409,7 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
     features.text_share = text_lines.map(|t| t.1);
     features.drawn = drawn;
     let (mut class, mut confidence) = decide(&features, faces.len());
+    let mut close_text_boxes = None;
     // Text by statistics alone: let the detector look again at a size where
     // small type is several pixels high, and decide with what it saw.
     if class == Class::Text
@@ -415,6 +420,7 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
             Ok(lines) => {
                 features.close_text_lines = Some(lines.len());
                 (class, confidence) = decide(&features, faces.len());
+                close_text_boxes = Some(lines);
             }
             Err(e) => tracing::warn!("text detection failed: {e:#}"),
         }
@@ -426,6 +432,7 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
         jpeg_quality_estimate: jpeg_quality(source),
         blockiness: blocking,
         features,
+        close_text_boxes,
     }
 }
 
