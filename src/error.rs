@@ -34,6 +34,39 @@ impl fmt::Display for Stage {
     }
 }
 
+impl Stage {
+    /// The stage that follows this one.
+    pub fn next(self) -> Option<Stage> {
+        use Stage::*;
+        let order = [Read, Decode, Crop, Classify, Route, Upscale, Resize, Encode, Write];
+        let i = order.iter().position(|s| *s == self)?;
+        order.get(i + 1).copied()
+    }
+}
+
+thread_local! {
+    static CURRENT_STAGE: std::cell::Cell<Stage> = const { std::cell::Cell::new(Stage::Read) };
+}
+
+/// Notes the stage this thread is in, so a panic can be labelled with it.
+pub fn set_stage(stage: Stage) {
+    CURRENT_STAGE.with(|s| s.set(stage));
+}
+
+/// The stage this thread last said it was in.
+pub fn current_stage() -> Stage {
+    CURRENT_STAGE.with(|s| s.get())
+}
+
+/// The text of a panic's payload.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// A stage's failure, before it is tied to a file.
 #[derive(Debug, thiserror::Error)]
 #[error("{stage}: {cause}")]

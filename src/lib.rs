@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod durable;
 pub mod error;
 pub mod fetch;
 pub mod models;

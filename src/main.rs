@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use upscaled::config::{Config, LogFormat, QualityLevel};
+use upscaled::error::JobError;
 use upscaled::models::drawing::DrawingClassifier;
 use upscaled::models::text_regions::TextDetector;
 use upscaled::models::tiled::TileSettings;
 use upscaled::models::{self, Catalog, ModelLibrary, models_dir};
-use upscaled::pipeline::decode::DecodeLimits;
+use upscaled::pipeline::decode::{DecodeLimits, Decoded};
 use upscaled::pipeline::encode::{DEFAULT_AVIF_SPEED, OutputFormat};
 use upscaled::pipeline::metadata::MetadataMode;
 use upscaled::pipeline::route::ScaleChoice;
@@ -39,7 +40,8 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
-    /// Run the pipeline on files and write DIR/<stem>.<ext> for each format.
+    /// Run the pipeline on files and write DIR/<stem>.<ext> for each format
+    /// (never over an existing file: a taken name gets -1, -2...).
     Process(ProcessArgs),
     /// Say what each image is (photo, face, text, illustration), one JSON line each.
     Classify {
@@ -353,7 +355,10 @@ fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
             .to_string();
         let out_dir = args.output.clone();
         let name = move |f: OutputFormat| out_dir.join(format!("{stem}.{}", f.extension()));
-        match pipeline.process_file(input, &spec, &name, Collision::Replace) {
+        // Rename: a file that exists (the input itself, an earlier run's
+        // output, another input's of the same stem) is never replaced; the
+        // report and the log name the path actually written.
+        match pipeline.process_file(input, &spec, &name, Collision::Rename) {
             Ok(report) => {
                 log_report(&report);
                 if args.json {
@@ -426,9 +431,7 @@ fn log_report(r: &JobReport) {
 
 fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     use upscaled::pipeline::{classify, route};
-    let bytes = std::fs::read(&args.file)?;
-    let decoded = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let (bytes, decoded) = read_input(&args.file)?;
     let raster = &decoded.raster;
     let target = match &args.preset {
         Some(name) => Some(presets::get(name).map_err(anyhow::Error::msg)?.target()),
@@ -494,7 +497,7 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     let routes = match &args.config {
         Some(file) => {
-            let config = Config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let config = Config::load_routes(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             config
                 .check_models(file, library.catalog())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -552,13 +555,9 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
 
 fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow::Result<ExitCode> {
     use upscaled::pipeline::classify;
-    use upscaled::pipeline::upscale::Upscaler;
     use upscaled::raster::Raster;
-    let bytes = std::fs::read(file)?;
-    let raster = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
-        .raster
-        .without_alpha();
+    let (bytes, decoded) = read_input(file)?;
+    let raster = decoded.raster.without_alpha();
     let scale = scale.unwrap_or(if raster.width.max(raster.height) <= 512 {
         4
     } else {
@@ -622,8 +621,7 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
     println!("column 1: bicubic");
     for (i, name) in names.iter().enumerate() {
         let model = library.load(name)?;
-        let up = model
-            .upscale(&crop, scale, None)
+        let up = upscaled::pipeline::upscale::upscale(model.as_ref(), crop.clone(), scale, None)
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let img =
             image::RgbImage::from_raw(up.width, up.height, up.to_u8()).expect("model output size");
@@ -643,10 +641,37 @@ fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow:
     let mut png = Vec::new();
     image::DynamicImage::ImageRgb8(sheet)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    if same_file(file, output) {
+        anyhow::bail!(
+            "{} is the input; the sheet must go elsewhere",
+            output.display()
+        );
+    }
     upscaled::pipeline::write::write_atomic(output, &png, Collision::Replace)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("wrote {}", output.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// An input of `classify`, `explain` or `compare`, read and decoded within
+/// the default limits (a FIFO, a folder or a giant is refused before
+/// reading); the error names the file and the stage.
+fn read_input(file: &Path) -> Result<(Vec<u8>, Decoded), JobError> {
+    use upscaled::pipeline::{decode, source};
+    let limits = DecodeLimits::default();
+    let fail = |e| JobError::from_stage(file, e);
+    let bytes = source::open_and_read(file, source::max_bytes(&limits)).map_err(fail)?;
+    let decoded = decode::decode(&bytes, &limits).map_err(fail)?;
+    Ok((bytes, decoded))
+}
+
+/// Both paths name one file (a hard link or another spelling included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 fn parse_level(text: &str) -> Result<QualityLevel, String> {
@@ -694,15 +719,13 @@ fn classify(files: &[PathBuf]) -> ExitCode {
         drawing: drawing.as_ref(),
     };
     for file in files {
-        let result = std::fs::read(file)
-            .map_err(|e| format!("read failed: {e}"))
-            .and_then(|bytes| {
-                let decoded = upscaled::pipeline::decode::decode(&bytes, &DecodeLimits::default())
-                    .map_err(|e| e.to_string())?;
+        let result = read_input(file)
+            .map_err(|e| e.to_string())
+            .map(|(bytes, decoded)| {
                 let started = std::time::Instant::now();
                 let c = upscaled::pipeline::classify::classify(&decoded.raster, &bytes, networks);
                 let ms = started.elapsed().as_secs_f64() * 1e3;
-                Ok(serde_json::json!({
+                serde_json::json!({
                     "file": file,
                     "class": c.class,
                     "confidence": (c.confidence * 100.0).round() / 100.0,
@@ -728,13 +751,13 @@ fn classify(files: &[PathBuf]) -> ExitCode {
                         "blockiness": c.blockiness,
                     },
                     "ms": (ms * 10.0).round() / 10.0,
-                }))
+                })
             });
         match result {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 failed = true;
-                eprintln!("{}: {e}", file.display());
+                eprintln!("{e}");
             }
         }
     }

@@ -236,7 +236,7 @@ fn config_routes_override_the_builtin_table() {
     let photo = class_of(&samples().join("coffee.png"));
     let file = std::path::Path::new("routes.yaml");
     let text = "routes:\n  photo:\n    4:\n      best: spanx4_ch48\n";
-    let config = upscaled::config::Config::parse(file, text).unwrap();
+    let config = upscaled::config::Config::parse_routes(file, text).unwrap();
     config.check_models(file, &catalog).unwrap();
     let over = &config.routes;
     assert_eq!(
@@ -253,7 +253,7 @@ fn config_routes_override_the_builtin_table() {
     }
 
     let bad = "routes:\n  photos:\n    4: { best: spanx4_ch48 }\n  text:\n    3: { best: spanx4_ch48 }\n    2: { bets: spanx2_ch48 }\n";
-    let e = upscaled::config::Config::parse(file, bad)
+    let e = upscaled::config::Config::parse_routes(file, bad)
         .unwrap_err()
         .to_string();
     assert!(
@@ -273,7 +273,7 @@ fn config_routes_override_the_builtin_table() {
 
     let wrong_models =
         "routes:\n  face:\n    2:\n      fast: spanx4_ch48\n      best: spanx2_ch84\n";
-    let config = upscaled::config::Config::parse(file, wrong_models).unwrap();
+    let config = upscaled::config::Config::parse_routes(file, wrong_models).unwrap();
     let e = config.check_models(file, &catalog).unwrap_err().to_string();
     assert!(
         e.contains(

@@ -2,11 +2,13 @@
 //! only say when to look), names that are never input, and the settle rule
 //! (size and mtime unchanged for `settle`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use crate::config::FolderRule;
+use crate::durable::FileId;
 
 /// Hidden, partial and system files that are never input.
 pub fn is_ignored_name(name: &str) -> bool {
@@ -27,25 +29,43 @@ pub fn is_ignored_name(name: &str) -> bool {
         .any(|ext| lower.ends_with(ext))
 }
 
-/// The daemon's own folder inside a hot folder (work area, ledger).
-pub fn state_dir(rule: &FolderRule) -> PathBuf {
-    rule.path.join(".upscaled")
-}
-
 /// Folders inside the hot folder that hold our own files, never input.
 fn own_folders(rule: &FolderRule) -> Vec<PathBuf> {
     vec![
         rule.done.clone(),
         rule.failed.clone(),
         rule.output.clone(),
-        state_dir(rule),
+        rule.path.join(super::state::STATE_NAME),
     ]
 }
 
-/// Files in the hot folder that may be input, with their size and mtime.
-pub fn scan(rule: &FolderRule) -> Vec<(PathBuf, u64, SystemTime)> {
+/// Is `path` one of our own folders (or inside one)? Events there are not news.
+pub fn is_own_path(rule: &FolderRule, path: &Path) -> bool {
+    own_folders(rule).iter().any(|o| path.starts_with(o))
+}
+
+/// A file in the hot folder that may be input.
+pub struct Candidate {
+    /// Relative to the hot folder; any bytes (names are not always UTF-8).
+    pub rel: PathBuf,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub id: FileId,
+}
+
+/// Files in the hot folder that may be input. Things that can never be taken
+/// (a folder on another file system, which a rename cannot claim from) are
+/// reported once, through `warned`, not on every scan.
+pub fn scan(rule: &FolderRule, warned: &mut HashSet<PathBuf>) -> Vec<Candidate> {
+    // Bounded memory for a folder that keeps producing odd names.
+    if warned.len() > 10_000 {
+        warned.clear();
+    }
     let own = own_folders(rule);
     let mut found = Vec::new();
+    let Ok(root_dev) = std::fs::metadata(&rule.path).map(|m| m.dev()) else {
+        return found;
+    };
     let mut stack = vec![rule.path.clone()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -54,29 +74,40 @@ pub fn scan(rule: &FolderRule) -> Vec<(PathBuf, u64, SystemTime)> {
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                tracing::warn!(path = %path.display(), "skipping a file whose name is not UTF-8");
-                continue;
-            };
-            if is_ignored_name(name) {
+            if is_ignored_name(&name.to_string_lossy()) {
                 continue;
             }
+            // Not followed: a symlink is neither a file nor a folder here.
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_dir() {
-                if rule.recursive && !own.iter().any(|o| o == &path) {
-                    stack.push(path);
+                if !rule.recursive || own.iter().any(|o| o == &path) {
+                    continue;
                 }
+                if meta.dev() != root_dev {
+                    if warned.insert(path.clone()) {
+                        tracing::warn!(folder = %path.display(), "a folder on another file system: files there cannot be claimed atomically, so it is not read (said once)");
+                    }
+                    continue;
+                }
+                stack.push(path);
                 continue;
             }
             if !meta.is_file() {
                 continue;
             }
-            let rel = path.strip_prefix(&rule.path).unwrap_or(&path);
-            if !wanted(rule, rel) {
+            let rel = path.strip_prefix(&rule.path).unwrap_or(&path).to_path_buf();
+            if !wanted(rule, &rel) {
                 continue;
             }
-            let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-            found.push((path, meta.len(), mtime));
+            found.push(Candidate {
+                rel,
+                size: meta.len(),
+                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                id: FileId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                },
+            });
         }
     }
     found
@@ -120,9 +151,9 @@ impl Settler {
         ready.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// Files seen but not yet settled.
-    pub fn pending(&self) -> usize {
-        self.seen.len()
+    /// When the next file seen will have been still for `settle`, if it stays so.
+    pub fn next_due(&self, settle: std::time::Duration) -> Option<Instant> {
+        self.seen.values().map(|&(_, _, since)| since + settle).min()
     }
 
     pub fn forget(&mut self, path: &Path) {

@@ -157,6 +157,13 @@ impl ModelUpscaler {
             .run([1, 3, th as usize, tw as usize], &input)
             .with_context(|| format!("model {} on a {tw}x{th} tile", self.name))?;
         ensure!(oc == 3, "model {} returned {oc} channels", self.name);
+        // Corrupt weights give NaN, which the conversion to 16 bits would
+        // silently turn into black: refuse it while it is still a float.
+        ensure!(
+            out.iter().all(|v| v.is_finite()),
+            "model {} produced NaN or infinite output (its weights may be corrupt)",
+            self.name
+        );
         // Where input pixel (cx0, cy0) landed in the output: models with
         // "same" padding return scale x the padded tile, "valid" ones less.
         let inner_w = (tw - 2 * pad) as usize * s;

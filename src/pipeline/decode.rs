@@ -73,6 +73,15 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, StageError
             ),
         ));
     }
+    if let Some(modern) = sniff_unsupported(bytes) {
+        return Err(StageError::new(
+            Stage::Decode,
+            format!(
+                "{} is not supported yet; convert it to JPEG or PNG first",
+                modern.name()
+            ),
+        ));
+    }
     let format = image::guess_format(bytes).map_err(|_| {
         StageError::new(
             Stage::Decode,
@@ -137,6 +146,21 @@ fn decode_format(
     }
     if format == ImageFormat::Gif {
         info.notes.push("GIF: only the first frame is used".into());
+    }
+    if format == ImageFormat::Png
+        && let Some(frames) = apng_frames(bytes)
+    {
+        info.notes.push(format!(
+            "animated PNG (APNG, {frames} frames): only the first frame is used"
+        ));
+    }
+    if format == ImageFormat::Tiff {
+        let pages = tiff_pages(bytes);
+        if pages > 1 {
+            info.notes.push(format!(
+                "multi-page TIFF ({pages} pages): only the first page is used"
+            ));
+        }
     }
 
     let raster = if format == ImageFormat::Jpeg && jpeg_is_cmyk(bytes) {
@@ -369,6 +393,108 @@ fn is_srgb(profile: &lcms2::Profile) -> bool {
         .is_some_and(|d| d.to_ascii_lowercase().contains("srgb"))
 }
 
+/// Image formats recognised by their signature but not decoded (yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsupported {
+    /// HEIC/HEIF: an ISO-BMFF `ftyp` box with a HEIF brand.
+    Heif,
+    /// AVIF: an ISO-BMFF `ftyp` box with an AVIF brand.
+    Avif,
+    /// JPEG XL: a bare codestream or the ISO-BMFF container.
+    JpegXl,
+}
+
+impl Unsupported {
+    /// What a user knows the format as.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unsupported::Heif => "HEIC/HEIF (e.g. iPhone photos)",
+            Unsupported::Avif => "AVIF",
+            Unsupported::JpegXl => "JPEG XL",
+        }
+    }
+}
+
+/// The format of `bytes` when it is one of the modern ones decode refuses;
+/// None for everything else (which `image::guess_format` then looks at).
+pub fn sniff_unsupported(bytes: &[u8]) -> Option<Unsupported> {
+    if bytes.starts_with(&[0xff, 0x0a]) || bytes.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        return Some(Unsupported::JpegXl);
+    }
+    // ISO-BMFF: size(4) "ftyp" major(4) minor_version(4) compatible brands(4 each).
+    if bytes.len() < 12 || &bytes[4..8] != b"ftyp" {
+        return None;
+    }
+    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let end = size.clamp(12, bytes.len().min(4096));
+    let compatible = bytes.get(16..end).unwrap_or_default().chunks_exact(4);
+    let brands: Vec<&[u8]> = std::iter::once(&bytes[8..12]).chain(compatible).collect();
+    let any = |set: &[&[u8; 4]]| brands.iter().any(|b| set.iter().any(|s| b == s));
+    // AVIF files list mif1 too: AVIF is decided first.
+    if any(&[b"avif", b"avis"]) {
+        Some(Unsupported::Avif)
+    } else if any(&[
+        b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"hevc", b"hevx",
+    ]) {
+        Some(Unsupported::Heif)
+    } else {
+        None
+    }
+}
+
+/// The frame count of an animated PNG: an `acTL` chunk before the first `IDAT`.
+fn apng_frames(bytes: &[u8]) -> Option<u32> {
+    let mut at = 8; // after the signature
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"IDAT" => return None,
+            b"acTL" => {
+                let n = bytes.get(at + 8..at + 12)?;
+                return Some(u32::from_be_bytes([n[0], n[1], n[2], n[3]]));
+            }
+            _ => at = at.checked_add(12)?.checked_add(len)?,
+        }
+    }
+    None
+}
+
+/// How many pages (top-level IFDs) a TIFF chains; 1 when unsure.
+fn tiff_pages(bytes: &[u8]) -> usize {
+    let little = match bytes.get(..2) {
+        Some(b"II") => true,
+        Some(b"MM") => false,
+        _ => return 1,
+    };
+    let read = |at: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(at..at.checked_add(n)?)?;
+        let fold = |acc: u64, &x: &u8| acc << 8 | x as u64;
+        Some(if little {
+            b.iter().rev().fold(0, fold)
+        } else {
+            b.iter().fold(0, fold)
+        })
+    };
+    // Classic TIFF: 4-byte offsets, 2-byte counts, 12-byte entries; BigTIFF: 8, 8, 20.
+    let (first, off, count, entry) = match read(2, 2) {
+        Some(42) => (read(4, 4), 4, 2, 12),
+        Some(43) => (read(8, 8), 8, 8, 20),
+        _ => return 1,
+    };
+    let mut next = first.unwrap_or(0) as usize;
+    let mut seen = std::collections::HashSet::new();
+    while next != 0 && seen.len() < 100_000 && seen.insert(next) {
+        let Some(entries) = read(next, count) else {
+            break;
+        };
+        let link = (entries as usize)
+            .checked_mul(entry)
+            .and_then(|n| n.checked_add(next + count));
+        next = link.and_then(|at| read(at, off)).unwrap_or(0) as usize;
+    }
+    seen.len().max(1)
+}
+
 fn is_animated_webp(bytes: &[u8]) -> bool {
     bytes.len() > 30 && &bytes[12..16] == b"VP8X" && bytes[20] & 0x02 != 0
 }
@@ -428,6 +554,66 @@ mod tests {
         assert_eq!(d.info.bit_depth, 16);
         assert!(d.raster.has_alpha);
         assert_eq!(d.raster.pixel(3, 1), &[3001, 3001, 3001, 30000]);
+    }
+
+    #[test]
+    fn modern_formats_are_sniffed_by_their_signatures() {
+        let ftyp = |brands: &[&[u8; 4]]| {
+            let mut b = ((12 + 4 * brands.len()) as u32).to_be_bytes().to_vec();
+            b.extend(b"ftyp");
+            b.extend(brands[0]);
+            b.extend([0, 0, 0, 0]);
+            for c in &brands[1..] {
+                b.extend(*c);
+            }
+            b
+        };
+        let heif = Some(Unsupported::Heif);
+        assert_eq!(sniff_unsupported(&ftyp(&[b"heic", b"mif1"])), heif);
+        assert_eq!(sniff_unsupported(&ftyp(&[b"mif1", b"heic"])), heif);
+        assert_eq!(sniff_unsupported(&ftyp(&[b"msf1", b"hevc"])), heif);
+        let avif = Some(Unsupported::Avif);
+        assert_eq!(sniff_unsupported(&ftyp(&[b"avif", b"mif1", b"miaf"])), avif);
+        assert_eq!(sniff_unsupported(&ftyp(&[b"mif1", b"avif"])), avif);
+        assert_eq!(sniff_unsupported(&ftyp(&[b"isom", b"mp42"])), None);
+        assert_eq!(
+            sniff_unsupported(&[0xff, 0x0a, 0, 0]),
+            Some(Unsupported::JpegXl)
+        );
+        assert_eq!(
+            sniff_unsupported(b"\0\0\0\x0cJXL \r\n\x87\n\0\0"),
+            Some(Unsupported::JpegXl)
+        );
+        assert_eq!(sniff_unsupported(b"\xff\xd8\xff\xe0"), None);
+        // The message a user sees.
+        let e = decode(&ftyp(&[b"heic"]), &DecodeLimits::default())
+            .err()
+            .unwrap();
+        assert!(
+            e.cause
+                .starts_with("HEIC/HEIF (e.g. iPhone photos) is not supported yet"),
+            "{}",
+            e.cause
+        );
+    }
+
+    #[test]
+    fn page_and_frame_counts_survive_hostile_headers() {
+        // A TIFF whose IFD points at itself is one page, not a loop.
+        let mut t = b"II*\0\x08\0\0\0".to_vec();
+        t.extend([0, 0]); // no entries
+        t.extend(8u32.to_le_bytes()); // next IFD: itself
+        assert_eq!(tiff_pages(&t), 1);
+        assert_eq!(tiff_pages(b"II*\0\xff\xff\xff\xff"), 1);
+        assert_eq!(tiff_pages(b"MM"), 1);
+        // A chunk length that runs past the end stops the PNG walk.
+        let mut p = b"\x89PNG\r\n\x1a\n".to_vec();
+        p.extend(u32::MAX.to_be_bytes());
+        p.extend(b"IHDR");
+        assert_eq!(apng_frames(&p), None);
+        // A plain PNG is no animation.
+        let still = png_bytes(DynamicImage::new_rgb8(2, 2));
+        assert_eq!(apng_frames(&still), None);
     }
 
     #[test]

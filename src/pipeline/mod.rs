@@ -13,6 +13,7 @@ pub mod encode;
 pub mod metadata;
 pub mod resize;
 pub mod route;
+pub mod source;
 pub mod upscale;
 pub mod write;
 
@@ -370,12 +371,7 @@ impl Pipeline {
         collision: Collision,
     ) -> Result<JobReport, JobError> {
         let fail = |e: StageError| JobError::from_stage(input, e);
-        let bytes = std::fs::read(input).map_err(|e| {
-            fail(StageError::new(
-                Stage::Read,
-                format!("cannot read the file: {e}"),
-            ))
-        })?;
+        let bytes = source::open_and_read(input, source::max_bytes(&spec.limits)).map_err(fail)?;
         let Rendered {
             mut report,
             encoded,
@@ -453,6 +449,7 @@ struct StageTimer {
 
 impl StageTimer {
     fn start() -> Self {
+        crate::error::set_stage(Stage::Decode);
         StageTimer {
             last: Instant::now(),
             laps: Vec::new(),
@@ -464,6 +461,9 @@ impl StageTimer {
         self.laps
             .push((stage.to_string(), (now - self.last).as_secs_f64() * 1e3));
         self.last = now;
+        if let Some(next) = stage.next() {
+            crate::error::set_stage(next);
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::error::StageError;
+use crate::error::{Stage, StageError};
 use crate::pipeline::JobSpec;
 use crate::pipeline::classify::{Classification, Networks};
 use crate::pipeline::deadline::Deadline;
@@ -86,6 +86,8 @@ impl Upscaler for Interpolation {
 }
 
 /// Passes the image through when no enlargement is needed; never copies then.
+/// A model's output that is flat where the input was not fails (see
+/// [`check_not_flat`]); NaN is refused by the model runner itself.
 pub fn upscale(
     upscaler: &dyn Upscaler,
     raster: Raster,
@@ -95,12 +97,111 @@ pub fn upscale(
     if scale <= 1 {
         return Ok(raster);
     }
-    upscaler.upscale(&raster, scale, deadline)
+    let out = upscaler.upscale(&raster, scale, deadline)?;
+    if upscaler.is_model() {
+        check_not_flat(&raster, &out, &upscaler.name())?;
+    }
+    Ok(out)
+}
+
+/// Input detail, in 8-bit levels of standard deviation, above which an
+/// output must show some too: a photo or drawing has tens of levels, noise on a
+/// flat background a few.
+const INPUT_DETAIL: f64 = 3.0;
+/// Output detail, in 8-bit levels, under which it counts as one colour.
+const FLAT_OUTPUT: f64 = 0.25;
+
+/// A model with broken weights (zeros, or a constant bias) turns any picture
+/// into one colour: that is an error naming the model, not a result.
+pub fn check_not_flat(input: &Raster, output: &Raster, model: &str) -> Result<(), StageError> {
+    let before = colour_spread(input);
+    if before < INPUT_DETAIL {
+        return Ok(());
+    }
+    let after = colour_spread(output);
+    if after < FLAT_OUTPUT {
+        return Err(StageError::new(
+            Stage::Upscale,
+            format!(
+                "model {model} produced a constant image (spread {after:.2} levels from an \
+                 input of {before:.1}); its weights may be corrupt"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The largest per-channel standard deviation of the colour, in 8-bit
+/// levels, over at most about a million evenly spread pixels (one pass).
+fn colour_spread(raster: &Raster) -> f64 {
+    let channels = raster.channels();
+    let pixels = raster.data.len() / channels.max(1);
+    let step = (pixels / 1_000_000).max(1);
+    let mut sum = [0f64; 3];
+    let mut squares = [0f64; 3];
+    let mut n = 0f64;
+    for p in raster.data.chunks_exact(channels).step_by(step) {
+        for c in 0..3 {
+            let v = p[c] as f64;
+            sum[c] += v;
+            squares[c] += v * v;
+        }
+        n += 1.0;
+    }
+    if n == 0.0 {
+        return 0.0;
+    }
+    (0..3)
+        .map(|c| {
+            let mean = sum[c] / n;
+            (squares[c] / n - mean * mean).max(0.0).sqrt() / 257.0
+        })
+        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stands in for a model whose weights were zeroed.
+    struct Flat;
+
+    impl Upscaler for Flat {
+        fn name(&self) -> String {
+            "flat".into()
+        }
+        fn is_model(&self) -> bool {
+            true
+        }
+        fn upscale(&self, r: &Raster, s: u32, _: Option<&Deadline>) -> Result<Raster, StageError> {
+            Ok(Raster::new(r.width * s, r.height * s, r.has_alpha))
+        }
+    }
+
+    fn stripes() -> Raster {
+        let mut r = Raster::new(16, 16, false);
+        for (i, v) in r.data.iter_mut().enumerate() {
+            *v = if (i / 3) % 2 == 0 { 60000 } else { 3000 };
+        }
+        r
+    }
+
+    #[test]
+    fn a_model_that_flattens_a_picture_fails() {
+        let e = upscale(&Flat, stripes(), 2, None).unwrap_err();
+        assert_eq!(e.stage, Stage::Upscale);
+        assert!(
+            e.cause.contains("model flat produced a constant image"),
+            "{}",
+            e.cause
+        );
+        // A flat input may well come out flat.
+        let out = upscale(&Flat, Raster::new(16, 16, false), 2, None).unwrap();
+        assert_eq!(out.width, 32);
+        // A faithful enlargement keeps the detail and passes.
+        let up = upscale(&Interpolation, stripes(), 2, None).unwrap();
+        check_not_flat(&stripes(), &up, "lanczos3").unwrap();
+    }
 
     #[test]
     fn output_is_exactly_scale_times_input() {
