@@ -546,3 +546,23 @@ fn a_planted_hard_link_is_not_published() {
     let reason = fs::read_to_string(s.path("in/failed/linked.png.error.txt")).unwrap();
     assert!(reason.contains("hard link"), "{reason}");
 }
+
+#[test]
+fn files_claimed_by_an_older_version_are_not_lost_on_upgrade() {
+    let s = setup("    recursive: true\n");
+    // The layout before this version: `<12 digits>~<path>` and its `.plan`.
+    let area = s.path("in/.upscaled/work/oldhost-77");
+    fs::create_dir_all(&area).unwrap();
+    fs::write(area.join("000000000001~sub%2Fold.png"), photo(11)).unwrap();
+    fs::write(area.join("000000000001~sub%2Fold.png.plan"), b"[[\"/etc/passwd\"]]").unwrap();
+    fs::write(area.join("000000000002~b.png"), photo(12)).unwrap();
+    fs::write(area.join("lock"), b"").unwrap();
+    let daemon = s.start();
+    let ok = wait_until(Duration::from_secs(30), || {
+        s.path("in/done/sub/old.png").is_file() && s.path("in/done/b.png").is_file()
+    });
+    let log = stop(daemon);
+    assert!(ok, "{log}");
+    assert_eq!(fs::read(s.path("in/done/sub/old.png")).unwrap(), photo(11));
+    assert!(s.path("out/sub/old.webp").is_file());
+}

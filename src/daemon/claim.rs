@@ -199,9 +199,10 @@ impl WorkArea {
             let area = WorkArea {
                 dir,
                 owner,
-                next: AtomicU64::new(u64::MAX),
+                next: AtomicU64::new(1),
                 _lock: lock,
             };
+            area.adopt_legacy_layout();
             if area.jobs().is_empty() {
                 // Nothing left: the dead daemon's folder goes.
                 area.remove_empty(&root);
@@ -212,12 +213,61 @@ impl WorkArea {
         adopted
     }
 
-    /// Removes this (adopted, drained) area: its lock and leftovers, then itself.
+    /// Removes this (adopted, drained) area: its lock and our own leftovers
+    /// (temp files, stale records), then itself. Anything else stays, and so
+    /// does the folder then: an unknown file is never deleted.
     pub fn remove_empty(&self, root: &Dir) {
         for name in self.dir.names().unwrap_or_default() {
-            let _ = self.dir.remove(&name);
+            let text = name.to_string_lossy();
+            if text == "lock" || text.ends_with(".tmp") || text.ends_with(".job") {
+                let _ = self.dir.remove(&name);
+            }
         }
         let _ = root.remove_dir(OsStr::new(&self.owner));
+    }
+
+    /// Versions before 0.2 named claimed files `<12 digits>~<path, / as %2F>`
+    /// beside a `.plan`; such files left by a stopped daemon become jobs here
+    /// (their plan is made again), so an upgrade loses none of them.
+    fn adopt_legacy_layout(&self) {
+        let names = self.dir.names().unwrap_or_default();
+        let mut n = names
+            .iter()
+            .filter_map(|m| m.to_str()?.split('.').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            .max(1 << 40);
+        for name in names {
+            let bytes = name.as_bytes();
+            let legacy = bytes.len() > 13
+                && bytes[12] == b'~'
+                && bytes[..12].iter().all(u8::is_ascii_digit);
+            if !legacy {
+                continue;
+            }
+            if bytes.ends_with(b".plan") {
+                let _ = self.dir.remove(&name);
+                continue;
+            }
+            let encoded = String::from_utf8_lossy(&bytes[13..]).into_owned();
+            let rel = encoded.replace("%2F", "/").replace("%25", "%");
+            n += 1;
+            let (record_name, source_name) = (format!("{n}.job"), format!("{n}.src"));
+            let record = JobRecord {
+                rel: rel.into_bytes(),
+                plan: Vec::new(),
+            };
+            let Ok(json) = serde_json::to_vec(&record) else { continue };
+            let tag = format!("{}-{n}", self.owner);
+            if self.dir.write_new(OsStr::new(&record_name), &json, &tag).is_ok()
+                && self
+                    .dir
+                    .move_to(&name, &self.dir, OsStr::new(&source_name))
+                    .is_err()
+            {
+                let _ = self.dir.remove(OsStr::new(&record_name));
+            }
+        }
     }
 
     pub fn remove_if_drained(&self, rule: &FolderRule) -> bool {

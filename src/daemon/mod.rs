@@ -478,10 +478,11 @@ impl Daemon {
     }
 
     fn scan_if_due(&mut self, i: usize, now: Instant) {
+        let has_room = self.known.len() < self.capacity();
         let f = &mut self.folders[i];
         let poll_due = now >= f.next_poll;
         let scan_due = f.scan_at.is_some_and(|at| now >= at);
-        let settle_due = self.known.len() < self.capacity()
+        let settle_due = has_room
             && f.settler.next_due(f.rule.settle).is_some_and(|at| now >= at);
         if !(poll_due || scan_due || settle_due) {
             return;
