@@ -249,8 +249,7 @@ impl Config {
                 line: Some(1),
                 column: Some(1),
                 key: "folders".into(),
-                message: "the file is empty (or only comments): there is no folder to watch"
-                    .into(),
+                message: "the file is empty (or only comments): there is no folder to watch".into(),
             }]));
         }
         let mut found = raw::Found::new();
@@ -374,7 +373,10 @@ impl Validator {
     /// An error about the file as a whole (a key that is missing): at the
     /// key when it is there, else at the start of the file.
     fn error_or_start(&mut self, key: &str, message: impl Into<String>) {
-        let pos = self.positions.find(key).unwrap_or(positions::Position { line: 1, column: 1 });
+        let pos = self
+            .positions
+            .find(key)
+            .unwrap_or(positions::Position { line: 1, column: 1 });
         self.issues.push(ConfigIssue {
             line: Some(pos.line),
             column: Some(pos.column),
@@ -555,7 +557,8 @@ impl Validator {
             ("max_file_mib", l.max_file_mib == Some(0)),
             (
                 "max_megapixels",
-                l.max_megapixels.is_some_and(|m| !(m > 0.0 && m.is_finite())),
+                l.max_megapixels
+                    .is_some_and(|m| !(m > 0.0 && m.is_finite())),
             ),
         ] {
             if zero {
@@ -604,7 +607,7 @@ impl Validator {
         for (n, a) in placed.iter().enumerate() {
             let ka = format!("folders[{}]", a.index);
             for b in &placed[..n] {
-                let kb = self.named(b.index);
+                let kb = self.named(b.index, None);
                 if a.path == b.path {
                     self.error(
                         &format!("{ka}.path"),
@@ -624,25 +627,26 @@ impl Validator {
                     );
                 }
             }
+            let mut inside_output = false;
             for b in placed.iter().filter(|b| b.index != a.index) {
-                let kb = self.named(b.index);
                 if a.rule.recursive && b.path != a.path && b.path.starts_with(&a.path) {
+                    let kb = self.named(b.index, Some(&b.rule.path));
                     self.error(
                         &format!("{ka}.recursive"),
                         format!(
-                            "this folder's tree holds the hot folder of {kb} ({}): both \
-                             rules would take its files",
-                            b.rule.path.display()
+                            "this folder's tree holds the hot folder of {kb}: both rules \
+                             would take its files"
                         ),
                     );
                 }
-                if a.output != b.output && a.output.starts_with(&b.output) {
+                if a.output != b.output && a.output.starts_with(&b.output) && !inside_output {
+                    inside_output = true;
+                    let kb = self.named(b.index, Some(&b.rule.output));
                     self.error(
                         &format!("{ka}.output"),
                         format!(
-                            "inside the output folder of {kb} ({}): their results would \
-                             overwrite each other",
-                            b.rule.output.display()
+                            "inside the output folder of {kb}: their results would \
+                             overwrite each other"
                         ),
                     );
                 }
@@ -666,16 +670,14 @@ impl Validator {
                         ),
                     );
                 }
-                for b in placed.iter().filter(|b| b.index != a.index) {
-                    if !dir.starts_with(&b.path) {
-                        continue;
-                    }
-                    let kb = self.named(b.index);
-                    let place = if *dir == b.path {
-                        "is"
-                    } else {
-                        "lies inside"
-                    };
+                // The same hot folder twice is reported as that; the first
+                // other hot folder that holds this one is enough.
+                if let Some(b) = placed
+                    .iter()
+                    .find(|b| b.path != a.path && dir.starts_with(&b.path))
+                {
+                    let kb = self.named(b.index, Some(&b.rule.path));
+                    let place = if *dir == b.path { "is" } else { "lies inside" };
                     let whose = if explicit {
                         format!("the {which} folder")
                     } else {
@@ -687,9 +689,8 @@ impl Validator {
                     self.error(
                         &key,
                         format!(
-                            "{whose} {place} the hot folder of {kb} ({}): its files would \
-                             be taken again; set `{which}:` outside every hot folder",
-                            b.rule.path.display()
+                            "{whose} {place} the hot folder of {kb}: its files would be \
+                             taken again; set `{which}:` outside every hot folder"
                         ),
                     );
                 }
@@ -703,12 +704,17 @@ impl Validator {
         }
     }
 
-    /// `folders[3] (line 12)`, to point at the other half of a conflict.
-    fn named(&self, index: usize) -> String {
+    /// `folders[3] (/srv/x, line 12)`, to point at the other half of a conflict.
+    fn named(&self, index: usize, path: Option<&Path>) -> String {
         let key = format!("folders[{index}]");
-        match self.positions.find(&key) {
-            Some(p) => format!("{key} (line {})", p.line),
-            None => key,
+        let mut about: Vec<String> = path.map(|p| p.display().to_string()).into_iter().collect();
+        if let Some(p) = self.positions.find(&key) {
+            about.push(format!("line {}", p.line));
+        }
+        if about.is_empty() {
+            key
+        } else {
+            format!("{key} ({})", about.join(", "))
         }
     }
 
@@ -1169,6 +1175,19 @@ mod tests {
             shown.contains("folders[0].smart.scale: scale must be auto, 1, 2 or 4"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_routes_only_file_is_for_explain_not_for_the_daemon() {
+        let text = "routes:\n  photo:\n    4: { best: spanx4_ch48 }\n";
+        let file = Path::new("r.yaml");
+        let c = Config::parse_routes(file, text).unwrap();
+        assert!(c.folders.is_empty());
+        let e = Config::parse(file, text).unwrap_err().to_string();
+        assert!(e.contains("r.yaml:1:1: folders: there is no folder to watch"), "{e}");
+        // Type errors are still errors in either use, each at its key.
+        let e = Config::parse_routes(file, "threads: many\nroutes: [1]\n").unwrap_err();
+        assert_eq!(e.issues.len(), 2, "{e}");
     }
 
     #[test]

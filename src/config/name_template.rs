@@ -86,7 +86,11 @@ impl NameTemplate {
             return Err("the name template is empty; write e.g. \"{stem}.{ext}\"".into());
         }
         if let Some(c) = text.chars().find(|c| matches!(c, '/' | '\\' | '\0')) {
-            let c = if c == '\0' { "NUL".to_string() } else { format!("{c:?}") };
+            let c = if c == '\0' {
+                "NUL".to_string()
+            } else {
+                format!("{c:?}")
+            };
             return Err(format!(
                 "the name template is one file name inside the output folder: no {c} \
                  (sub-folders come from `recursive`)"
@@ -106,7 +110,9 @@ impl NameTemplate {
             if rest.starts_with('}') {
                 return Err("a `}` without its `{` in the name template".into());
             }
-            let close = rest.find('}').ok_or("a `{` without its `}` in the name template")?;
+            let close = rest
+                .find('}')
+                .ok_or("a `{` without its `}` in the name template")?;
             let field = &rest[1..close];
             if field.contains('{') {
                 return Err("a `{` without its `}` in the name template".into());
@@ -275,7 +281,11 @@ pub fn check_target_name(name: &str) -> Result<(), String> {
         return Err(format!("{name:?} cannot be part of a file name"));
     }
     if let Some(c) = name.chars().find(|c| matches!(c, '/' | '\\' | '\0')) {
-        let c = if c == '\0' { "NUL".to_string() } else { format!("{c:?}") };
+        let c = if c == '\0' {
+            "NUL".to_string()
+        } else {
+            format!("{c:?}")
+        };
         return Err(format!(
             "the target name becomes part of the output file name ({{preset}}): no {c}"
         ));
@@ -389,7 +399,10 @@ mod tests {
     #[test]
     fn an_open_side_or_no_box_is_auto() {
         let w = target("w800", Some(800), None);
-        assert_eq!(render("{stem}-{width}x{height}.{ext}", b"a", &w), b"a-800xauto.png");
+        assert_eq!(
+            render("{stem}-{width}x{height}.{ext}", b"a", &w),
+            b"a-800xauto.png"
+        );
         let none = target("original", None, None);
         assert_eq!(
             render("{stem}-{width}x{height}.{ext}", b"a", &none),
@@ -448,7 +461,10 @@ mod tests {
         }
         // A hostile target name (only through the API: the config refuses it).
         let evil = target("../../x", None, None);
-        assert_eq!(render("{stem}-{preset}.{ext}", b"a", &evil), b"a-.._.._x.png");
+        assert_eq!(
+            render("{stem}-{preset}.{ext}", b"a", &evil),
+            b"a-.._.._x.png"
+        );
         let only = NameTemplate::parse("{stem}{ext}").unwrap();
         let out = only.render(OsStr::new(""), &t, "");
         assert_eq!(out, OsStr::new("_"));
@@ -476,7 +492,11 @@ mod tests {
         let stem = vec![b'a'; 251];
         let out = render("{stem}-{preset}.{ext}", &stem, &t);
         assert_eq!(out.len(), MAX_NAME_BYTES);
-        assert!(out.ends_with(b"-shopify.png"), "{}", String::from_utf8_lossy(&out));
+        assert!(
+            out.ends_with(b"-shopify.png"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
         // UTF-8 is never cut inside a character: 'é' is two bytes.
         let stem = "é".repeat(200);
         let out = render("{stem}-{preset}.{ext}", stem.as_bytes(), &t);

@@ -258,8 +258,10 @@ struct Reader<'f> {
 
 impl Reader<'_> {
     fn wrong(&mut self, path: &str, expected: &str, v: &Value) {
-        self.found
-            .push((path.to_string(), format!("must be {expected}, not {}", describe(v))));
+        self.found.push((
+            path.to_string(),
+            format!("must be {expected}, not {}", describe(v)),
+        ));
     }
 
     /// `v` as a map; a wrong type is noted at `path`.
@@ -318,11 +320,12 @@ impl Reader<'_> {
         match n.map(T::try_from) {
             Some(Ok(t)) => Some(t),
             Some(Err(_)) => {
-                self.found.push((path, format!("{} is too large", describe(v))));
+                self.found
+                    .push((path, format!("{} is too large", describe(v))));
                 None
             }
             None => {
-                self.wrong(&path, "a whole number of 0 or more", v);
+                self.wrong(&path, "a whole number", v);
                 None
             }
         }
