@@ -50,7 +50,11 @@ impl Dir {
     /// Symlinks on the way are followed: the configuration is trusted.
     pub fn open_trusted(path: &Path) -> io::Result<Dir> {
         std::fs::create_dir_all(path)?;
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Dir {
             fd,
             path: path.to_path_buf(),
@@ -74,7 +78,12 @@ impl Dir {
             match part {
                 Component::Normal(name) => dir = dir.open_child(name, create)?,
                 Component::CurDir => {}
-                _ => return Err(invalid(format!("{} is not a plain relative path", rel.display()))),
+                _ => {
+                    return Err(invalid(format!(
+                        "{} is not a plain relative path",
+                        rel.display()
+                    )));
+                }
             }
         }
         Ok(dir)
@@ -327,7 +336,11 @@ pub fn numbered_within(name: &OsStr, n: usize, max: usize) -> OsString {
         Some(dot) if dot > 0 => (&bytes[..dot], &bytes[dot..]),
         _ => (bytes, &b""[..]),
     };
-    let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+    let suffix = if n == 0 {
+        String::new()
+    } else {
+        format!("-{n}")
+    };
     let room = max.saturating_sub(suffix.len() + ext.len());
     let mut out = shorten(stem, room).to_vec();
     out.extend_from_slice(suffix.as_bytes());
@@ -398,7 +411,9 @@ mod tests {
         assert!(dir.open_file(OsStr::new("link.png")).is_err());
         assert!(dir.open_path(Path::new("../secret"), false).is_err());
         // A planted symlink at an output name is not written through.
-        let err = dir.write_new(OsStr::new("link.png"), b"out", "t").unwrap_err();
+        let err = dir
+            .write_new(OsStr::new("link.png"), b"out", "t")
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(secret.join("key")).unwrap(), b"root only");
         let (name, _) =
@@ -407,11 +422,16 @@ mod tests {
         // Moves never replace.
         std::fs::write(root.join("a"), b"a").unwrap();
         std::fs::write(root.join("b"), b"b").unwrap();
-        let e = dir.move_to(OsStr::new("a"), &dir, OsStr::new("b")).unwrap_err();
+        let e = dir
+            .move_to(OsStr::new("a"), &dir, OsStr::new("b"))
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(root.join("b")).unwrap(), b"b");
         // No temp files left behind.
         let names = dir.names().unwrap();
-        assert!(names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
+            "{names:?}"
+        );
     }
 }

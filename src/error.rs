@@ -38,7 +38,9 @@ impl Stage {
     /// The stage that follows this one.
     pub fn next(self) -> Option<Stage> {
         use Stage::*;
-        let order = [Read, Decode, Crop, Classify, Route, Upscale, Resize, Encode, Write];
+        let order = [
+            Read, Decode, Crop, Classify, Route, Upscale, Resize, Encode, Write,
+        ];
         let i = order.iter().position(|s| *s == self)?;
         order.get(i + 1).copied()
     }

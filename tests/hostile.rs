@@ -127,7 +127,12 @@ fn stop(mut child: Child) -> String {
         .status();
     let status = child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(status.success(), "daemon exited with {status}: {err}");
     err
 }
@@ -147,12 +152,20 @@ fn is_root() -> bool {
 fn leave_orphans(s: &Setup, names: &[String]) {
     let area = s.path("in/.upscaled/work/deadhost-1-0");
     fs::create_dir_all(&area).unwrap();
-    for dir in [s.path("in/.upscaled"), s.path("in/.upscaled/work"), area.clone()] {
+    for dir in [
+        s.path("in/.upscaled"),
+        s.path("in/.upscaled/work"),
+        area.clone(),
+    ] {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
     }
     for (i, name) in names.iter().enumerate() {
         let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-        fs::write(area.join(format!("{i}.job")), format!("{{\"rel\":\"{hex}\"}}")).unwrap();
+        fs::write(
+            area.join(format!("{i}.job")),
+            format!("{{\"rel\":\"{hex}\"}}"),
+        )
+        .unwrap();
         fs::write(area.join(format!("{i}.src")), photo(i as u32 % 20)).unwrap();
     }
 }
@@ -171,7 +184,10 @@ fn planted_state_and_symlinks_never_reach_outside_the_folders() {
     // nobody when we can), with jobs whose plans point at the victim.
     let planted = s.path("in/.upscaled/work/evil-1-0");
     fs::create_dir_all(&planted).unwrap();
-    let victim_hex: String = "../victim/keep.txt".bytes().map(|b| format!("{b:02x}")).collect();
+    let victim_hex: String = "../victim/keep.txt"
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     fs::write(
         planted.join("1.job"),
         format!("{{\"rel\":\"{victim_hex}\",\"plan\":[[{{\"dir\":\"2e2e\",\"name\":\"{}\",\"ids\":[]}}]]}}",
@@ -186,7 +202,11 @@ fn planted_state_and_symlinks_never_reach_outside_the_folders() {
     )
     .unwrap();
     std::os::unix::fs::symlink(&secret, planted.join("000000000001~x.png")).unwrap();
-    for dir in [s.path("in/.upscaled"), s.path("in/.upscaled/work"), planted.clone()] {
+    for dir in [
+        s.path("in/.upscaled"),
+        s.path("in/.upscaled/work"),
+        planted.clone(),
+    ] {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
         if is_root() {
             std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
@@ -201,21 +221,34 @@ fn planted_state_and_symlinks_never_reach_outside_the_folders() {
     let daemon = s.start();
     drop_file(&s.path("in/real.png"), &photo(2));
     assert!(
-        wait_until(Duration::from_secs(30), || !sources_in(&s.path("in/failed")).is_empty()),
+        wait_until(Duration::from_secs(30), || !sources_in(
+            &s.path("in/failed")
+        )
+        .is_empty()),
         "real.png must end in failed/ (done/ is a symlink it must not follow)"
     );
     std::thread::sleep(Duration::from_secs(1));
     let log = stop(daemon);
 
-    assert_eq!(fs::read(victim.join("keep.txt")).unwrap(), b"precious", "{log}");
+    assert_eq!(
+        fs::read(victim.join("keep.txt")).unwrap(),
+        b"precious",
+        "{log}"
+    );
     assert_eq!(fs::read(&secret).unwrap(), photo(1));
-    assert!(files_under(&rootonly).is_empty(), "moved into the symlinked done/: {log}");
+    assert!(
+        files_under(&rootonly).is_empty(),
+        "moved into the symlinked done/: {log}"
+    );
     let outputs = files_under(&s.path("out"));
     // real.png was rendered, but failed at the move: its output is removed.
     assert!(outputs.is_empty(), "published: {outputs:?}\n{log}");
     let reason = fs::read_to_string(s.path("in/failed/real.png.error.txt")).unwrap();
     assert!(reason.contains("symlink"), "{reason}");
-    assert!(s.path("in/link.png").is_symlink(), "the symlink input is left alone");
+    assert!(
+        s.path("in/link.png").is_symlink(),
+        "the symlink input is left alone"
+    );
     // The planted state was moved aside, not used.
     assert!(log.contains("moved aside"), "{log}");
     let mode = fs::metadata(s.path("in/.upscaled")).unwrap().mode();
@@ -255,7 +288,9 @@ fn the_same_names_dropped_again_after_a_crash_lose_nothing() {
     }
     let daemon = s.start();
     assert!(
-        wait_until(Duration::from_secs(60), || sources_in(&s.path("in/done")).len() == 12),
+        wait_until(Duration::from_secs(60), || sources_in(&s.path("in/done"))
+            .len()
+            == 12),
         "done: {:?}",
         sources_in(&s.path("in/done"))
     );
@@ -277,7 +312,12 @@ fn odd_names_are_processed_once_and_reported_once() {
     let daemon = s.start();
     let non_utf8 = OsStr::from_bytes(b"caf\xe9-\xff.png");
     let long = format!("{}.png", "l".repeat(251));
-    for name in [non_utf8, OsStr::new(&long), OsStr::new("x.plan"), OsStr::new("y.png.plan")] {
+    for name in [
+        non_utf8,
+        OsStr::new(&long),
+        OsStr::new("x.plan"),
+        OsStr::new("y.png.plan"),
+    ] {
         drop_file(&s.path("in").join(name), &photo(name.len() as u32 % 20));
     }
     assert!(wait_until(Duration::from_secs(30), || {
@@ -300,7 +340,9 @@ fn keep_takes_a_file_once() {
     let s = setup("    on_success: keep\n");
     let daemon = s.start();
     drop_file(&s.path("in/k.png"), &photo(4));
-    assert!(wait_until(Duration::from_secs(30), || s.path("out/k.webp").is_file()));
+    assert!(wait_until(Duration::from_secs(30), || s
+        .path("out/k.webp")
+        .is_file()));
     std::thread::sleep(Duration::from_secs(4));
     let log = stop(daemon);
     assert!(s.path("in/k.png").is_file(), "kept in place");
@@ -324,16 +366,25 @@ fn retention_deletes_only_what_the_daemon_wrote() {
     let old = std::time::SystemTime::now() - Duration::from_secs(86_400);
     for path in [s.path("out/index.html"), hot.join("waiting.hold")] {
         fs::write(&path, b"not the daemon's").unwrap();
-        fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
     }
     let daemon = s.start();
     drop_file(&hot.join("r.png"), &photo(5));
-    assert!(wait_until(Duration::from_secs(30), || s.path("out/r.webp").is_file()));
+    assert!(wait_until(Duration::from_secs(30), || s
+        .path("out/r.webp")
+        .is_file()));
     stop(daemon);
     std::thread::sleep(Duration::from_millis(1500));
     // The sweep at start removes the daemon's own old files.
     let daemon = s.start();
-    assert!(wait_until(Duration::from_secs(20), || !s.path("out/r.webp").exists()
+    assert!(wait_until(Duration::from_secs(20), || !s
+        .path("out/r.webp")
+        .exists()
         && !hot.join("done/r.png").exists()));
     let log = stop(daemon);
     assert!(s.path("out/index.html").is_file(), "{log}");
@@ -398,7 +449,8 @@ fn ready_comes_before_the_orphans_and_sigterm_leaves_them_claimed() {
     let sock_dir = tempfile::tempdir().unwrap();
     let sock_path = sock_dir.path().join("notify");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let started = Instant::now();
     let daemon = s.start_env(&[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
     let mut buf = [0u8; 4096];
@@ -410,18 +462,30 @@ fn ready_comes_before_the_orphans_and_sigterm_leaves_them_claimed() {
     }
     let ready_after = started.elapsed();
     let done_at_ready = sources_in(&s.path("in/done")).len();
-    assert!(done_at_ready < 30, "READY came only after the backlog ({ready_after:?})");
+    assert!(
+        done_at_ready < 30,
+        "READY came only after the backlog ({ready_after:?})"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     stop(daemon);
     let stop_took = t.elapsed();
     let done_at_stop = sources_in(&s.path("in/done")).len();
-    assert!(done_at_stop < 30, "SIGTERM ran the whole backlog ({stop_took:?})");
+    assert!(
+        done_at_stop < 30,
+        "SIGTERM ran the whole backlog ({stop_took:?})"
+    );
     // The rest stays claimed and the next start finishes it.
     let daemon = s.start();
-    assert!(wait_until(Duration::from_secs(60), || sources_in(&s.path("in/done")).len() == 30));
+    assert!(wait_until(Duration::from_secs(60), || sources_in(
+        &s.path("in/done")
+    )
+    .len()
+        == 30));
     stop(daemon);
-    eprintln!("READY after {ready_after:?} with {done_at_ready}/30 done; SIGTERM took {stop_took:?} with {done_at_stop}/30 done");
+    eprintln!(
+        "READY after {ready_after:?} with {done_at_ready}/30 done; SIGTERM took {stop_took:?} with {done_at_stop}/30 done"
+    );
 }
 
 #[test]
@@ -429,10 +493,14 @@ fn removing_the_state_folder_while_running_recovers() {
     let s = setup("");
     let daemon = s.start();
     drop_file(&s.path("in/first.png"), &photo(6));
-    assert!(wait_until(Duration::from_secs(30), || s.path("out/first.webp").is_file()));
+    assert!(wait_until(Duration::from_secs(30), || s
+        .path("out/first.webp")
+        .is_file()));
     fs::remove_dir_all(s.path("in/.upscaled")).unwrap();
     drop_file(&s.path("in/second.png"), &photo(7));
-    let ok = wait_until(Duration::from_secs(20), || s.path("out/second.webp").is_file());
+    let ok = wait_until(Duration::from_secs(20), || {
+        s.path("out/second.webp").is_file()
+    });
     let log = stop(daemon);
     assert!(ok, "stalled after the state folder was removed:\n{log}");
 }
@@ -482,7 +550,10 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -500,7 +571,9 @@ fn a_full_disk_keeps_files_claimed_until_there_is_room() {
         "",
     );
     let Some(disk) = SmallDisk::mount(&s.path("full"), "256k") else {
-        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root), so the full-disk case did not run");
+        eprintln!(
+            "SKIPPED: cannot mount a small tmpfs here (needs root), so the full-disk case did not run"
+        );
         return;
     };
     fs::create_dir_all(s.path("full/out")).unwrap();
@@ -509,10 +582,12 @@ fn a_full_disk_keeps_files_claimed_until_there_is_room() {
     let daemon = s.start();
     drop_file(&s.path("in/good.png"), &photo(8));
     drop_file(&s.path("in/bad.png"), b"this is not an image at all");
-    assert!(wait_until(Duration::from_secs(20), || claimed_sources(&s) == 2 && {
-        std::thread::sleep(Duration::from_secs(2));
-        claimed_sources(&s) == 2
-    }));
+    assert!(wait_until(Duration::from_secs(20), || claimed_sources(&s)
+        == 2
+        && {
+            std::thread::sleep(Duration::from_secs(2));
+            claimed_sources(&s) == 2
+        }));
     // Nothing half-written, nothing failed without its reason, nothing lost.
     assert!(files_under(&s.path("full/out")).is_empty());
     assert!(files_under(&s.path("full/failed")).is_empty());
@@ -554,7 +629,11 @@ fn files_claimed_by_an_older_version_are_not_lost_on_upgrade() {
     let area = s.path("in/.upscaled/work/oldhost-77");
     fs::create_dir_all(&area).unwrap();
     fs::write(area.join("000000000001~sub%2Fold.png"), photo(11)).unwrap();
-    fs::write(area.join("000000000001~sub%2Fold.png.plan"), b"[[\"/etc/passwd\"]]").unwrap();
+    fs::write(
+        area.join("000000000001~sub%2Fold.png.plan"),
+        b"[[\"/etc/passwd\"]]",
+    )
+    .unwrap();
     fs::write(area.join("000000000002~b.png"), photo(12)).unwrap();
     fs::write(area.join("lock"), b"").unwrap();
     let daemon = s.start();
@@ -565,4 +644,28 @@ fn files_claimed_by_an_older_version_are_not_lost_on_upgrade() {
     assert!(ok, "{log}");
     assert_eq!(fs::read(s.path("in/done/sub/old.png")).unwrap(), photo(11));
     assert!(s.path("out/sub/old.webp").is_file());
+}
+
+#[test]
+fn sighup_with_an_empty_config_keeps_the_running_one() {
+    let s = setup("");
+    let daemon = s.start();
+    std::thread::sleep(Duration::from_millis(800));
+    let good = fs::read_to_string(&s.config).unwrap();
+    fs::write(&s.config, b"").unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(800));
+    drop_file(&s.path("in/after.png"), &photo(13));
+    let ok = wait_until(Duration::from_secs(20), || {
+        s.path("out/after.webp").is_file()
+    });
+    fs::write(&s.config, good).unwrap();
+    let log = stop(daemon);
+    assert!(
+        ok,
+        "watching stopped after SIGHUP with an empty config:\n{log}"
+    );
+    assert!(log.contains("reload refused"), "{log}");
 }

@@ -1184,7 +1184,10 @@ mod tests {
         let c = Config::parse_routes(file, text).unwrap();
         assert!(c.folders.is_empty());
         let e = Config::parse(file, text).unwrap_err().to_string();
-        assert!(e.contains("r.yaml:1:1: folders: there is no folder to watch"), "{e}");
+        assert!(
+            e.contains("r.yaml:1:1: folders: there is no folder to watch"),
+            "{e}"
+        );
         // Type errors are still errors in either use, each at its key.
         let e = Config::parse_routes(file, "threads: many\nroutes: [1]\n").unwrap_err();
         assert_eq!(e.issues.len(), 2, "{e}");

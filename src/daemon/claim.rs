@@ -116,7 +116,10 @@ impl Claimed {
     }
     pub fn read_record(&self) -> io::Result<JobRecord> {
         let mut text = Vec::new();
-        io::Read::read_to_end(&mut self.area.dir.open_file(&self.record_name())?, &mut text)?;
+        io::Read::read_to_end(
+            &mut self.area.dir.open_file(&self.record_name())?,
+            &mut text,
+        )?;
         serde_json::from_slice(&text).map_err(|e| io::Error::other(format!("job record: {e}")))
     }
     pub fn save_record(&self, record: &JobRecord) -> io::Result<()> {
@@ -239,9 +242,8 @@ impl WorkArea {
             .max(1 << 40);
         for name in names {
             let bytes = name.as_bytes();
-            let legacy = bytes.len() > 13
-                && bytes[12] == b'~'
-                && bytes[..12].iter().all(u8::is_ascii_digit);
+            let legacy =
+                bytes.len() > 13 && bytes[12] == b'~' && bytes[..12].iter().all(u8::is_ascii_digit);
             if !legacy {
                 continue;
             }
@@ -257,9 +259,14 @@ impl WorkArea {
                 rel: rel.into_bytes(),
                 plan: Vec::new(),
             };
-            let Ok(json) = serde_json::to_vec(&record) else { continue };
+            let Ok(json) = serde_json::to_vec(&record) else {
+                continue;
+            };
             let tag = format!("{}-{n}", self.owner);
-            if self.dir.write_new(OsStr::new(&record_name), &json, &tag).is_ok()
+            if self
+                .dir
+                .write_new(OsStr::new(&record_name), &json, &tag)
+                .is_ok()
                 && self
                     .dir
                     .move_to(&name, &self.dir, OsStr::new(&source_name))
@@ -308,7 +315,11 @@ impl WorkArea {
     /// then renames the file in without replacing anything. None when the
     /// file vanished or another daemon took it first; Err when it cannot be
     /// taken at all (the reason is for the log, once).
-    pub fn claim(self: &Arc<WorkArea>, rule: &FolderRule, rel: &Path) -> io::Result<Option<Claimed>> {
+    pub fn claim(
+        self: &Arc<WorkArea>,
+        rule: &FolderRule,
+        rel: &Path,
+    ) -> io::Result<Option<Claimed>> {
         let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
             return Ok(None);
         };
@@ -360,7 +371,7 @@ mod hex_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(serde::de::Error::custom("odd hex length"));
         }
         (0..text.len())

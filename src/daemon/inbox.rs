@@ -153,7 +153,10 @@ impl Settler {
 
     /// When the next file seen will have been still for `settle`, if it stays so.
     pub fn next_due(&self, settle: std::time::Duration) -> Option<Instant> {
-        self.seen.values().map(|&(_, _, since)| since + settle).min()
+        self.seen
+            .values()
+            .map(|&(_, _, since)| since + settle)
+            .min()
     }
 
     pub fn forget(&mut self, path: &Path) {

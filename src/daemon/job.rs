@@ -39,7 +39,9 @@ pub enum Outcome {
         source_to: PathBuf,
     },
     /// Not the file's fault; it stays claimed and is tried again later.
-    Deferred { error: JobError },
+    Deferred {
+        error: JobError,
+    },
 }
 
 /// A failure while running a job: the file's fault, or not.
@@ -61,7 +63,9 @@ fn write_error(what: &str, e: &io::Error) -> Trouble {
 pub fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::ReadOnlyFilesystem
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::ReadOnlyFilesystem
     )
 }
 
@@ -85,7 +89,13 @@ pub fn process(ctx: &Context, rule: &Arc<FolderRule>, job: &Claimed) -> Outcome 
             // Our own record is unreadable: keep the source, under its job name.
             let rel = PathBuf::from(format!("{}-{}", job.area.owner, job.n));
             let err = StageError::new(Stage::Read, format!("the job record is damaged: {e}"));
-            return fail(ctx, rule, job, &rel, JobError::from_stage(rule.path.join(&rel), err));
+            return fail(
+                ctx,
+                rule,
+                job,
+                &rel,
+                JobError::from_stage(rule.path.join(&rel), err),
+            );
         }
     };
     let rel = record.rel().to_path_buf();
@@ -117,20 +127,30 @@ fn run(
         job.save_record(record)
             .map_err(|e| write_error("cannot save the job record", &e))?;
     }
-    let file = job
-        .open_source()
-        .map_err(|e| Trouble::File(StageError::new(Stage::Read, format!("cannot open the file: {e}"))))?;
+    let file = job.open_source().map_err(|e| {
+        Trouble::File(StageError::new(
+            Stage::Read,
+            format!("cannot open the file: {e}"),
+        ))
+    })?;
     // A hard link planted in the hot folder could publish a file its owner
     // never dropped there (one the dropper could not read themselves).
-    let links = file.metadata().map(|m| std::os::unix::fs::MetadataExt::nlink(&m)).unwrap_or(1);
+    let links = file
+        .metadata()
+        .map(|m| std::os::unix::fs::MetadataExt::nlink(&m))
+        .unwrap_or(1);
     if links > 1 {
         return Err(Trouble::File(StageError::new(
             Stage::Read,
-            format!("the file has {} other hard links elsewhere; copy it in instead of linking it", links - 1),
+            format!(
+                "the file has {} other hard links elsewhere; copy it in instead of linking it",
+                links - 1
+            ),
         )));
     }
     let limit = crate::pipeline::source::max_bytes(&ctx.base.limits);
-    let bytes = crate::pipeline::source::read_open_file(&file, shown, limit).map_err(Trouble::File)?;
+    let bytes =
+        crate::pipeline::source::read_open_file(&file, shown, limit).map_err(Trouble::File)?;
     drop(file);
 
     let shared = rule.targets.len() > 1;
@@ -144,7 +164,10 @@ fn run(
             deadline: deadline.clone(),
             ..spec_for(rule, target, &ctx.base)
         };
-        let rendered = ctx.pipeline.render(shown, &bytes, &spec).map_err(Trouble::File)?;
+        let rendered = ctx
+            .pipeline
+            .render(shown, &bytes, &spec)
+            .map_err(Trouble::File)?;
         crate::error::set_stage(Stage::Write);
         let mut report = rendered.report;
         for (f, out) in rendered.encoded.into_iter().enumerate() {
@@ -186,11 +209,16 @@ fn write_output(
         let _ = dir.remove(&temp);
         write_error(what, &e)
     };
-    let id = dir.file_id(&temp).ok_or_else(|| cleanup(io::Error::other("vanished"), "temp file"))?;
+    let id = dir
+        .file_id(&temp)
+        .ok_or_else(|| cleanup(io::Error::other("vanished"), "temp file"))?;
     record.plan[t][f].ids.push(id);
     job.save_record(record)
         .map_err(|e| cleanup(e, "cannot save the job record"))?;
-    let ours = |n: &OsStr| dir.file_id(n).is_some_and(|i| record.plan[t][f].ids.contains(&i));
+    let ours = |n: &OsStr| {
+        dir.file_id(n)
+            .is_some_and(|i| record.plan[t][f].ids.contains(&i))
+    };
     let placed = if ours(&name) {
         // This job wrote it before a crash: refresh it.
         rustix::fs::renameat(dir.as_fd(), &temp, dir.as_fd(), &name)
@@ -222,8 +250,12 @@ fn remove_outputs(ctx: &Context, rule: &FolderRule, record: &JobRecord) {
         return;
     };
     for planned in record.plan.iter().flatten() {
-        let Ok((sub, name)) = plan::checked(planned) else { continue };
-        let Ok(dir) = output.open_path(&sub, false) else { continue };
+        let Ok((sub, name)) = plan::checked(planned) else {
+            continue;
+        };
+        let Ok(dir) = output.open_path(&sub, false) else {
+            continue;
+        };
         if dir.file_id(&name).is_some_and(|i| planned.ids.contains(&i)) {
             let _ = dir.remove(&name);
         }
@@ -242,7 +274,11 @@ fn finish_done(
     let moved = match rule.on_success {
         OnSuccess::Move => move_source(job, &rule.done, rel, &ctx.hot_folders, true)
             .map(|(p, id)| (Some(p), Some(id))),
-        OnSuccess::Delete => job.area.dir.remove(&job.source_name()).map(|_| (None, None)),
+        OnSuccess::Delete => job
+            .area
+            .dir
+            .remove(&job.source_name())
+            .map(|_| (None, None)),
         OnSuccess::Keep => move_source(job, &rule.path, rel, &ctx.hot_folders, false)
             .map(|(p, id)| (Some(p), Some(id))),
     };
@@ -250,7 +286,10 @@ fn finish_done(
         Ok(v) => v,
         Err(e) if is_transient(&e) => {
             return Outcome::Deferred {
-                error: JobError::from_stage(shown, StageError::new(Stage::Write, format!("cannot move the source away: {e}"))),
+                error: JobError::from_stage(
+                    shown,
+                    StageError::new(Stage::Write, format!("cannot move the source away: {e}")),
+                ),
             };
         }
         Err(e) => {
@@ -270,7 +309,10 @@ fn finish_done(
     match (&source_to, id) {
         (Some(path), Some(id)) if rule.on_success == OnSuccess::Keep => {
             let back = path.strip_prefix(&rule.path).unwrap_or(path);
-            let key = kept_key(back, id);
+            let meta = std::fs::symlink_metadata(path).ok();
+            let size = meta.as_ref().map_or(0, |m| m.len());
+            let mtime = meta.and_then(|m| m.modified().ok());
+            let key = kept_key(back, id, size, mtime.unwrap_or(SystemTime::UNIX_EPOCH));
             retention::remember_kept(rule, &key);
             kept = Some(key);
         }
@@ -300,7 +342,9 @@ fn move_source(
     let name = rel.file_name().unwrap_or(OsStr::new("file"));
     let dir = state::open_root(root, hot)?.open_path(sub, true)?;
     let src = job.source_name();
-    let (placed, _) = durable::first_free(name, |candidate| job.area.dir.move_to(&src, &dir, candidate))?;
+    let (placed, _) = durable::first_free(name, |candidate| {
+        job.area.dir.move_to(&src, &dir, candidate)
+    })?;
     if touch && let Ok(f) = dir.open_file(&placed) {
         let _ = f.set_modified(SystemTime::now());
     }
@@ -310,11 +354,20 @@ fn move_source(
     Ok((dir.path().join(placed), id))
 }
 
-/// The key under which a kept source is remembered: its place and identity,
-/// so the same file is not taken again but a new one with its name is.
-pub fn kept_key(rel: &Path, id: FileId) -> String {
-    let hex: String = rel.as_os_str().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex} {} {}", id.dev, id.ino)
+/// The key under which a kept source is remembered: its place, identity,
+/// size and mtime, so the same file is not taken again, but a new one with
+/// its name, or the same file rewritten, is.
+pub fn kept_key(rel: &Path, id: FileId, size: u64, mtime: SystemTime) -> String {
+    let mtime = mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hex: String = rel
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{hex} {} {} {size} {mtime}", id.dev, id.ino)
 }
 
 /// The failed file's name: short enough that `<name>.error.txt` fits.
@@ -347,7 +400,13 @@ fn fail(ctx: &Context, rule: &FolderRule, job: &Claimed, rel: &Path, error: JobE
 
 /// The reason is written before the file moves: a crash in between leaves a
 /// reason without its file, never a failed file without its reason.
-fn put_in_failed(ctx: &Context, rule: &FolderRule, job: &Claimed, rel: &Path, reason: &[u8]) -> io::Result<PathBuf> {
+fn put_in_failed(
+    ctx: &Context,
+    rule: &FolderRule,
+    job: &Claimed,
+    rel: &Path,
+    reason: &[u8],
+) -> io::Result<PathBuf> {
     let sub = rel.parent().unwrap_or(Path::new(""));
     let name = rel.file_name().unwrap_or(OsStr::new("file"));
     let dir = state::open_root(&rule.failed, &ctx.hot_folders)?.open_path(sub, true)?;
@@ -379,7 +438,13 @@ fn put_in_failed(ctx: &Context, rule: &FolderRule, job: &Claimed, rel: &Path, re
 }
 
 /// Labels a panic with the stage it happened in and fails the file with it.
-pub fn panicked(ctx: &Context, rule: &FolderRule, job: &Claimed, stage: Stage, what: String) -> Outcome {
+pub fn panicked(
+    ctx: &Context,
+    rule: &FolderRule,
+    job: &Claimed,
+    stage: Stage,
+    what: String,
+) -> Outcome {
     let rel = job
         .read_record()
         .map(|r| r.rel().to_path_buf())
@@ -393,7 +458,11 @@ pub fn panicked(ctx: &Context, rule: &FolderRule, job: &Claimed, stage: Stage, w
 }
 
 /// The spec of one target of a folder.
-pub fn spec_for(rule: &FolderRule, target: &crate::config::OutputTarget, base: &JobSpec) -> JobSpec {
+pub fn spec_for(
+    rule: &FolderRule,
+    target: &crate::config::OutputTarget,
+    base: &JobSpec,
+) -> JobSpec {
     JobSpec {
         target: target.target.clone(),
         formats: target.formats.clone(),
@@ -408,7 +477,6 @@ pub fn spec_for(rule: &FolderRule, target: &crate::config::OutputTarget, base: &
         ..base.clone()
     }
 }
-
 
 fn unix_time_now() -> String {
     let secs = SystemTime::now()

@@ -443,8 +443,13 @@ impl Daemon {
             return;
         }
         self.known.remove(&job.claimed.key());
-        if let Outcome::Done { kept: Some(key), .. } = &outcome
-            && let Some(f) = self.folders.iter_mut().find(|f| f.rule.path == job.rule.path)
+        if let Outcome::Done {
+            kept: Some(key), ..
+        } = &outcome
+            && let Some(f) = self
+                .folders
+                .iter_mut()
+                .find(|f| f.rule.path == job.rule.path)
         {
             f.kept.insert(key.clone());
         }
@@ -460,9 +465,10 @@ impl Daemon {
                     return;
                 }
                 for f in self.folders.iter_mut() {
-                    let news = event.paths.iter().any(|p| {
-                        p.starts_with(&f.rule.path) && !inbox::is_own_path(&f.rule, p)
-                    });
+                    let news = event
+                        .paths
+                        .iter()
+                        .any(|p| p.starts_with(&f.rule.path) && !inbox::is_own_path(&f.rule, p));
                     if news && f.scan_at.is_none() {
                         f.scan_at = Some(now.max(f.last_scan + DEBOUNCE));
                     }
@@ -483,7 +489,9 @@ impl Daemon {
         let poll_due = now >= f.next_poll;
         let scan_due = f.scan_at.is_some_and(|at| now >= at);
         let settle_due = has_room
-            && f.settler.next_due(f.rule.settle).is_some_and(|at| now >= at);
+            && f.settler
+                .next_due(f.rule.settle)
+                .is_some_and(|at| now >= at);
         if !(poll_due || scan_due || settle_due) {
             return;
         }
@@ -506,7 +514,12 @@ impl Daemon {
         let scan: Vec<_> = inbox::scan(&f.rule, &mut f.warned)
             .into_iter()
             .filter(|c| !f.claim_later.contains_key(&c.rel))
-            .filter(|c| f.kept.is_empty() || !f.kept.contains(&job::kept_key(&c.rel, c.id)))
+            .filter(|c| {
+                f.kept.is_empty()
+                    || !f
+                        .kept
+                        .contains(&job::kept_key(&c.rel, c.id, c.size, c.mtime))
+            })
             .map(|c| (c.rel, c.size, c.mtime))
             .collect();
         let ready = f.settler.update(scan, f.rule.settle, now);
@@ -583,11 +596,10 @@ fn base_spec(config: &Config) -> JobSpec {
 
 /// A worker: runs jobs until the channel closes. A panic fails only its file,
 /// labelled with the stage it happened in, and the worker goes on.
-fn worker(
-    rx: Arc<Mutex<Receiver<(Job, Arc<Context>)>>>,
-    tx: Sender<Event>,
-    metrics: Arc<Metrics>,
-) {
+/// What workers take jobs from: each job with the context it runs under.
+type WorkQueue = Arc<Mutex<Receiver<(Job, Arc<Context>)>>>;
+
+fn worker(rx: WorkQueue, tx: Sender<Event>, metrics: Arc<Metrics>) {
     loop {
         let (job, ctx) = {
             let rx = rx.lock().unwrap_or_else(|p| p.into_inner());

@@ -32,7 +32,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -78,7 +78,14 @@ pub fn record(rule: &FolderRule, files: &[(PathBuf, FileId)]) {
     let secs = now_secs();
     let text: String = files
         .iter()
-        .map(|(p, id)| format!("{secs} {} {} {}\n", id.dev, id.ino, hex(p.as_os_str().as_bytes())))
+        .map(|(p, id)| {
+            format!(
+                "{secs} {} {} {}\n",
+                id.dev,
+                id.ino,
+                hex(p.as_os_str().as_bytes())
+            )
+        })
         .collect();
     append(rule, WRITTEN, &text);
 }
@@ -88,7 +95,10 @@ pub fn remember_kept(rule: &FolderRule, key: &str) {
 }
 
 pub fn load_kept(rule: &FolderRule) -> HashSet<String> {
-    read_ledger(rule, KEPT).lines().map(str::to_string).collect()
+    read_ledger(rule, KEPT)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Deletes the recorded files older than `keep` that are still the files
@@ -115,7 +125,9 @@ pub fn sweep(rule: &FolderRule, keep: Duration, hot_folders: &[PathBuf]) {
             })(),
             _ => None,
         };
-        let Some((secs, id, path)) = parsed else { continue };
+        let Some((secs, id, path)) = parsed else {
+            continue;
+        };
         if secs > cutoff {
             left.push_str(line);
             left.push('\n');

@@ -97,7 +97,9 @@ pub fn open_root_existing(root: &Path, hot_folders: &[PathBuf]) -> io::Result<Di
         .filter(|hot| root.starts_with(hot))
         .max_by_key(|hot| hot.as_os_str().len());
     match inside {
-        Some(hot) => Dir::open_trusted(hot)?.open_path(root.strip_prefix(hot).unwrap_or(root), false),
+        Some(hot) => {
+            Dir::open_trusted(hot)?.open_path(root.strip_prefix(hot).unwrap_or(root), false)
+        }
         None => {
             if !root.is_dir() {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "gone"));
