@@ -114,6 +114,9 @@ fn decode_format(
     limits: &DecodeLimits,
 ) -> Result<Decoded, StageError> {
     let err = |e: image::ImageError| StageError::new(Stage::Decode, describe_image_error(e));
+    if format == ImageFormat::WebP {
+        webp_chunks_fit(bytes).map_err(|cause| StageError::new(Stage::Decode, cause))?;
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     // Width and height are checked below from the header, with a clearer message;
     // the allocation cap also stops bombs hidden in ancillary data.
@@ -493,6 +496,38 @@ fn tiff_pages(bytes: &[u8]) -> usize {
         next = link.and_then(|at| read(at, off)).unwrap_or(0) as usize;
     }
     seen.len().max(1)
+}
+
+/// image-webp allocates the size a chunk header declares before reading it (up
+/// to 4 GiB from a 1 KiB file), and image's allocation cap does not reach its
+/// ICC and EXIF reads: every chunk, and every chunk inside an animation frame,
+/// must fit in the file. Found by the decode_webp fuzz target.
+fn webp_chunks_fit(bytes: &[u8]) -> Result<(), String> {
+    fn walk(bytes: &[u8], mut at: usize, end: usize, nested: bool) -> Result<(), String> {
+        while at + 8 <= end {
+            let head = &bytes[at..at + 8];
+            let size = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            let body = at + 8;
+            let room = bytes.len() - body;
+            if size > room {
+                return Err(format!(
+                    "the WebP data is corrupt: its \"{}\" chunk declares {size} bytes, the file has {room} after it",
+                    head[..4].escape_ascii()
+                ));
+            }
+            if !nested && &head[..4] == b"ANMF" && size > 16 {
+                walk(bytes, body + 16, body + size, true)?;
+            }
+            at = body + size + (size & 1);
+        }
+        Ok(())
+    }
+    // The chunks follow "RIFF", its size and "WEBP"; bytes after the size it
+    // declares are not read.
+    let riff = bytes
+        .get(4..8)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    walk(bytes, 12, bytes.len().min(8 + riff as usize), false)
 }
 
 fn is_animated_webp(bytes: &[u8]) -> bool {
