@@ -86,9 +86,29 @@ impl StageError {
     }
 }
 
+/// A path for a log line or a reason file: control characters (a newline,
+/// an escape sequence) in a name are shown escaped, so a name cannot forge
+/// a line or recolour a terminal.
+pub fn printable(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text.into_owned()
+    }
+}
+
 /// A failed file: what `failed/<name>.error.txt` and the log line say.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {stage} failed: {cause}", file = .file.display())]
+#[error("{file}: {stage} failed: {cause}", file = printable(.file))]
 pub struct JobError {
     pub file: PathBuf,
     pub stage: Stage,

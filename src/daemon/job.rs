@@ -14,7 +14,7 @@ use super::claim::{Claimed, JobRecord};
 use super::{plan, retention, state};
 use crate::config::{FolderRule, OnSuccess};
 use crate::durable::{self, Dir, FileId};
-use crate::error::{JobError, Stage, StageError};
+use crate::error::{JobError, Stage, StageError, printable};
 use crate::pipeline::deadline::Deadline;
 use crate::pipeline::{JobReport, JobSpec, OutputReport, Pipeline};
 
@@ -39,6 +39,11 @@ pub enum Outcome {
         source_to: PathBuf,
     },
     /// Not the file's fault; it stays claimed and is tried again later.
+    /// The claimed file is gone from the work folder (someone removed the
+    /// state folder): nothing is left to do or to keep.
+    Vanished {
+        what: String,
+    },
     Deferred {
         error: JobError,
     },
@@ -83,6 +88,11 @@ impl Drop for Forget<'_> {
 /// Runs one claimed file to its end state.
 pub fn process(ctx: &Context, rule: &Arc<FolderRule>, job: &Claimed) -> Outcome {
     crate::error::set_stage(Stage::Read);
+    if !job.area.dir.exists(&job.source_name()) {
+        return Outcome::Vanished {
+            what: format!("job {} of {}", job.n, job.area.owner),
+        };
+    }
     let mut record = match job.read_record() {
         Ok(r) => r,
         Err(e) => {
@@ -374,11 +384,12 @@ pub fn kept_key(rel: &Path, id: FileId, size: u64, mtime: SystemTime) -> String 
 const REASON_SUFFIX: &str = ".error.txt";
 
 fn fail(ctx: &Context, rule: &FolderRule, job: &Claimed, rel: &Path, error: JobError) -> Outcome {
+    // A name or a cause can carry newlines: one field per line, whatever the name.
     let text = format!(
         "file: {}\nstage: {}\nreason: {}\ntime: {}\n",
-        error.file.display(),
+        printable(&error.file),
         error.stage,
-        error.cause,
+        error.cause.escape_debug(),
         unix_time_now()
     );
     match put_in_failed(ctx, rule, job, rel, text.as_bytes()) {
@@ -387,6 +398,12 @@ fn fail(ctx: &Context, rule: &FolderRule, job: &Claimed, rel: &Path, error: JobE
             Outcome::Failed {
                 error,
                 source_to: dest,
+            }
+        }
+        Err(_) if !job.area.dir.exists(&job.source_name()) => {
+            job.close();
+            Outcome::Vanished {
+                what: printable(&error.file),
             }
         }
         Err(e) => {

@@ -425,6 +425,11 @@ impl Daemon {
 
     fn finished(&mut self, job: Job, outcome: Outcome) {
         self.busy = self.busy.saturating_sub(1);
+        if let Outcome::Vanished { what } = &outcome {
+            tracing::warn!(folder = %job.rule.path.display(), "a claimed file ({what}) was removed from the state folder by someone else; nothing left to do for it");
+            self.known.remove(&job.claimed.key());
+            return;
+        }
         if let Outcome::Deferred { error } = &outcome {
             let mut job = job;
             let wait = RETRY_AFTER
@@ -433,7 +438,7 @@ impl Daemon {
             job.deferrals += 1;
             tracing::error!(
                 folder = %job.rule.path.display(),
-                file = %error.file.display(),
+                file = %crate::error::printable(&error.file),
                 stage = %error.stage,
                 "{error}; not the file's fault: it stays claimed and is tried again in {}s",
                 wait.as_secs()
@@ -524,6 +529,7 @@ impl Daemon {
             .collect();
         let ready = f.settler.update(scan, f.rule.settle, now);
         let capacity = self.capacity();
+        let mut cannot_take = 0usize;
         for rel in ready {
             // Back-pressure: leave files in the inbox while enough are claimed.
             if self.known.len() >= capacity {
@@ -543,10 +549,16 @@ impl Daemon {
                     f.settler.forget(&rel);
                     f.claim_later.insert(rel, now + RETRY_AFTER);
                     if f.warned.insert(path.clone()) {
-                        tracing::warn!(file = %path.display(), "cannot take this file: {e}; it is left where it is and tried again later (said once)");
+                        if cannot_take == 0 {
+                            tracing::warn!(file = %crate::error::printable(&path), "cannot take this file: {e}; it is left where it is and tried again later (said once)");
+                        }
+                        cannot_take += 1;
                     }
                 }
             }
+        }
+        if cannot_take > 1 {
+            tracing::warn!(folder = %self.folders[i].rule.path.display(), "{} more files cannot be taken for now (said once each)", cannot_take - 1);
         }
     }
 
@@ -647,7 +659,7 @@ fn log_outcome(job: &Job, outcome: Outcome, metrics: &Metrics) {
             let outputs: Vec<String> = report
                 .iter()
                 .flat_map(|r| &r.outputs)
-                .map(|o| format!("{} ({} B)", o.path.display(), o.bytes))
+                .map(|o| format!("{} ({} B)", crate::error::printable(&o.path), o.bytes))
                 .collect();
             let stages: Vec<String> = first
                 .stage_ms
@@ -656,7 +668,7 @@ fn log_outcome(job: &Job, outcome: Outcome, metrics: &Metrics) {
                 .collect();
             tracing::info!(
                 folder,
-                file = %first.input.display(),
+                file = %crate::error::printable(&first.input),
                 model = %first.upscaler,
                 scale = first.model_scale,
                 seconds = secs,
@@ -669,20 +681,20 @@ fn log_outcome(job: &Job, outcome: Outcome, metrics: &Metrics) {
                 first.model_scale,
                 outputs.join(", "),
                 stages.join(" "),
-                source_to.map_or("deleted".into(), |p| p.display().to_string())
+                source_to.map_or("deleted".into(), |p| crate::error::printable(&p))
             );
         }
         Outcome::Failed { error, source_to } => {
             metrics.failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 folder,
-                file = %error.file.display(),
+                file = %crate::error::printable(&error.file),
                 stage = %error.stage,
                 "{error}; moved to {}",
-                source_to.display()
+                crate::error::printable(&source_to)
             );
         }
-        Outcome::Deferred { .. } => {}
+        Outcome::Deferred { .. } | Outcome::Vanished { .. } => {}
     }
 }
 
