@@ -669,3 +669,19 @@ fn sighup_with_an_empty_config_keeps_the_running_one() {
     );
     assert!(log.contains("reload refused"), "{log}");
 }
+
+#[test]
+fn a_name_cannot_forge_lines_in_the_reason_file() {
+    let s = setup("");
+    let daemon = s.start();
+    let name = "z\nstage: none\nreason: all good\n.png";
+    drop_file(&s.path("in").join(name), b"garbage, not an image");
+    let reason_file = s.path("in/failed").join(format!("{name}.error.txt"));
+    assert!(wait_until(Duration::from_secs(30), || reason_file.is_file()));
+    let log = stop(daemon);
+    let reason = fs::read_to_string(&reason_file).unwrap();
+    let lines: Vec<&str> = reason.lines().collect();
+    assert_eq!(lines.len(), 4, "{reason}");
+    assert!(lines[1].starts_with("stage: decode"), "{reason}");
+    assert!(!log.contains("\nstage: none"), "{log}");
+}
