@@ -36,3 +36,10 @@ test: setup
 # (apt-get download, no root); figures in docs/smart-mode.md.
 eval-unseen: setup
 	scripts/eval_unseen.sh $(BIN)
+
+# Every fuzz target (fuzz/, docs/fuzzing.md) for 30 s from its committed
+# corpus; fails when one crashes, hangs or runs out of memory. Installs
+# cargo-fuzz when missing and needs no nightly toolchain.
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	fuzz/run.sh 30

@@ -61,6 +61,9 @@ pub struct PlannedOutput {
     pub dir: Vec<u8>,
     #[serde(with = "hex_bytes")]
     pub name: Vec<u8>,
+    /// The name before any `-N` was added: a taken name is numbered from it.
+    #[serde(with = "hex_bytes", default)]
+    pub base: Vec<u8>,
     /// Every file this job put (or was about to put) at that name: an
     /// existing file there is ours to replace only if it is one of these.
     #[serde(default)]
@@ -392,6 +395,7 @@ mod tests {
             plan: vec![vec![PlannedOutput {
                 dir: b"sub".to_vec(),
                 name: b"x.png".to_vec(),
+                base: b"x.png".to_vec(),
                 ids: vec![FileId { dev: 1, ino: 2 }],
             }]],
         };

@@ -235,7 +235,13 @@ fn write_output(
             .map(|_| name.clone())
             .map_err(io::Error::from)
     } else {
-        durable::first_free(&name, |candidate| {
+        // Numbered from the template's name, so a race gives `a-2`, not `a-1-1`.
+        let base = if planned.base.is_empty() {
+            name.clone()
+        } else {
+            OsStr::from_bytes(&planned.base).to_os_string()
+        };
+        durable::first_free(&base, |candidate| {
             if candidate != name && ours(candidate) {
                 return rustix::fs::renameat(dir.as_fd(), &temp, dir.as_fd(), candidate)
                     .map_err(io::Error::from);

@@ -43,6 +43,7 @@ pub fn plan(rule: &FolderRule, rel: &Path, output: &Dir) -> io::Result<Vec<Vec<P
             outputs.push(PlannedOutput {
                 dir: sub.as_os_str().as_bytes().to_vec(),
                 name: name.as_bytes().to_vec(),
+                base: wanted.as_bytes().to_vec(),
                 ids: Vec::new(),
             });
         }
