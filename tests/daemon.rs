@@ -85,23 +85,6 @@ fn sized_fixtures(count: usize, w: u32, h: u32) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Relative paths of finished sources in done/ and failed/ (no .error.txt).
 fn finished(s: &Setup) -> (Vec<String>, Vec<String>) {
     let list = |sub: &str| {
@@ -112,17 +95,6 @@ fn finished(s: &Setup) -> (Vec<String>, Vec<String>) {
             .collect::<Vec<_>>()
     };
     (list("done"), list("failed"))
-}
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 fn signal(child: &Child, sig: &str) {
