@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The stages of the pipeline, in the order a file goes through them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     Read,
     Decode,

@@ -4,6 +4,7 @@
 //! crop, route, upscale, resize, encode, write), with `presets` as data and
 //! `fetch` for getting models and samples from the package registries.
 
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod durable;

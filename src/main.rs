@@ -73,6 +73,12 @@ enum Command {
     /// Install and inspect super-resolution models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Take jobs of a cluster's coordinator from NATS and run them until
+    /// SIGTERM (docs/cluster.md). Needs no access to the hot folders.
+    Worker(WorkerArgs),
+    /// Look at a cluster: its workers and queue.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Fetch the scikit-image sample photos into the cache (for tests and demos).
     #[command(hide = true)]
     FetchSamples,
@@ -96,6 +102,73 @@ struct ExplainArgs {
     /// Use this config file's `routes:` (as the daemon would).
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+/// Where NATS is and how to log in.
+#[derive(Args)]
+struct NatsArgs {
+    /// The NATS server, e.g. nats://nas.local:4222 (several: comma-separated).
+    #[arg(long)]
+    nats: String,
+    /// A NATS credentials file (JWT and NKey seed).
+    #[arg(long, conflicts_with = "token_file")]
+    credentials: Option<PathBuf>,
+    /// A file holding the NATS token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// CA certificate to trust for TLS.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate and key for TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The coordinator's `cluster.stream`.
+    #[arg(long, default_value = "UPSCALED")]
+    stream: String,
+}
+
+impl NatsArgs {
+    fn login(&self) -> upscaled::config::NatsLogin {
+        upscaled::config::NatsLogin {
+            url: self.nats.clone(),
+            credentials: self.credentials.clone(),
+            token_file: self.token_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// This worker's name in `cluster status` and in failure reasons
+    /// (default: host-pid).
+    #[arg(long)]
+    name: Option<String>,
+    /// Inference threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Serve only these models (comma-separated; `none` is the route of
+    /// files that need no model). Default: every installed model and none.
+    #[arg(long, value_delimiter = ',')]
+    only_models: Vec<String>,
+    /// Fault injection for tests: garbage, or slow:MS.
+    #[arg(long, hide = true)]
+    inject: Option<upscaled::cluster::worker::Inject>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the live workers (models, provider, what they run) and the queue.
+    Status {
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +271,10 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Models(ModelsCommand::Fetch { names, force }) => models_fetch(&names, force),
         Command::Models(ModelsCommand::List) => models_list(),
+        Command::Worker(args) => worker(args),
+        Command::Cluster(ClusterCommand::Status { nats }) => {
+            upscaled::cluster::status::print(&nats.login(), &nats.stream).map(|_| ExitCode::SUCCESS)
+        }
         Command::FetchSamples => fetch::samples(&fetch::cache_dir()).map(|dir| {
             println!("{}", dir.display());
             ExitCode::SUCCESS
@@ -247,6 +324,7 @@ fn run_daemon(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> 
         }
     };
     let (catalog, dir) = catalog_for(&config)?;
+    let installed_models = installed(&catalog, &dir);
     // Every model the file names must exist before we say READY.
     if let Err(e) = config.check_models(&config_path, &catalog) {
         eprint!("{e}");
@@ -266,8 +344,55 @@ fn run_daemon(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> 
             config_path,
             workers,
             catalog,
+            installed_models,
         },
         pipeline,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The catalog's models whose weights are in `dir`.
+fn installed(catalog: &Catalog, dir: &Path) -> Vec<String> {
+    models::list(catalog, dir)
+        .into_iter()
+        .filter(|m| m.installed_bytes.is_some())
+        .map(|m| m.name.to_string())
+        .collect()
+}
+
+fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let dir = models_dir();
+    let catalog = Catalog::builtin()?.with_user_models(&dir)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let mut serves = installed(&catalog, &dir);
+    serves.push(upscaled::cluster::NO_MODEL.to_string());
+    if !args.only_models.is_empty() {
+        if let Some(missing) = args.only_models.iter().find(|m| !serves.contains(m)) {
+            anyhow::bail!(
+                "--only-models names {missing:?}, which is not installed in {} (installed: {})",
+                dir.display(),
+                serves.join(", ")
+            );
+        }
+        serves.retain(|m| args.only_models.contains(m));
+    }
+    let library = ModelLibrary::new(catalog, dir, threads, TileSettings::default(), None)?;
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("{}-{}", upscaled::cluster::host_name(), std::process::id()));
+    upscaled::cluster::worker::run(
+        upscaled::cluster::worker::WorkerOptions {
+            login: args.nats.login(),
+            stream: args.nats.stream,
+            name,
+            threads,
+            models: serves,
+            inject: args.inject,
+        },
+        Pipeline::with_source(Box::new(library)),
     )?;
     Ok(ExitCode::SUCCESS)
 }

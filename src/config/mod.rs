@@ -87,7 +87,8 @@ pub enum WatchMode {
     Poll,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QualityLevel {
     Fast,
     Balanced,
@@ -144,12 +145,56 @@ pub struct Config {
     pub seconds_per_file: u64,
     pub log_format: LogFormat,
     pub metrics: Option<std::net::SocketAddr>,
+    /// `cluster:`: coordinate workers through NATS instead of running jobs here.
+    pub cluster: Option<ClusterSettings>,
     pub folders: Vec<FolderRule>,
     /// The file's `routes:`, laid over config/routes.yaml.
     pub routes: std::sync::Arc<RouteOverrides>,
     /// Every model the file names, so they can be checked against the
     /// catalog (which lives in the models folder, not in this file).
     pub model_refs: Vec<ModelRef>,
+}
+
+/// Where the NATS server is and how to log in (the daemon's `cluster:`, or
+/// a worker's command line).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NatsLogin {
+    pub url: String,
+    /// A NATS credentials file (JWT + NKey seed).
+    pub credentials: Option<PathBuf>,
+    /// A file holding the token (never the token in the config text).
+    pub token_file: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The daemon as a coordinator (docs/cluster.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSettings {
+    pub login: NatsLogin,
+    /// This coordinator's name: its results come back on a subject of it.
+    pub name: String,
+    /// The jobs stream; results, workers and bytes use names made from it.
+    pub stream: String,
+    /// The object store bucket for sources and outputs.
+    pub bucket: String,
+    /// Workers run inside the coordinator (0: only remote ones).
+    pub workers: usize,
+    /// Jobs published at once; the rest wait claimed in the hot folder.
+    pub max_in_flight: usize,
+    /// A job whose worker stops heartbeating for this long goes to another.
+    pub ack_wait: Duration,
+    /// Attempts before a file goes to failed/.
+    pub max_deliver: u32,
+}
+
+/// Names NATS takes as one subject token, consumer or bucket name.
+pub fn is_nats_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A model named in a config file, where, and the scale it must have.
@@ -510,6 +555,7 @@ impl Validator {
             self.error("threads", "must be at least 1");
         }
         self.limits(&limits_raw);
+        let cluster = raw.cluster.and_then(|c| self.cluster(c));
         if raw.no_folders && self.purpose == Use::Daemon {
             self.error_or_start(
                 "folders",
@@ -545,8 +591,113 @@ impl Validator {
             seconds_per_file: limits_raw.seconds_per_file.unwrap_or(600),
             log_format,
             metrics,
+            cluster,
             folders,
         }
+    }
+
+    fn cluster(&mut self, c: raw::RawCluster) -> Option<ClusterSettings> {
+        self.unknown_keys("cluster", &c.unknown, raw::CLUSTER_KEYS);
+        let tls = c.tls.unwrap_or_default();
+        self.unknown_keys("cluster.tls", &tls.unknown, raw::TLS_KEYS);
+        let mut ok = true;
+        let url = match c.nats {
+            Some(u) if nats_url_ok(&u) => u,
+            Some(u) => {
+                self.error(
+                    "cluster.nats",
+                    format!("must look like nats://host:4222 (or tls://host:4222), not {u:?}"),
+                );
+                ok = false;
+                u
+            }
+            None => {
+                self.error_or_start(
+                    "cluster",
+                    "cluster.nats is missing: the address of the NATS server, e.g. nats://127.0.0.1:4222",
+                );
+                ok = false;
+                String::new()
+            }
+        };
+        let mut file = |me: &mut Self, key: &str, v: Option<String>| {
+            let path = v.map(|v| me.path(&v))?;
+            if !path.is_file() {
+                me.error(key, format!("{} is not a readable file", path.display()));
+                ok = false;
+            }
+            Some(path)
+        };
+        let login = NatsLogin {
+            url,
+            credentials: file(self, "cluster.credentials", c.credentials),
+            token_file: file(self, "cluster.token_file", c.token_file),
+            tls_ca: file(self, "cluster.tls.ca", tls.ca),
+            tls_cert: file(self, "cluster.tls.cert", tls.cert),
+            tls_key: file(self, "cluster.tls.key", tls.key),
+        };
+        if login.credentials.is_some() && login.token_file.is_some() {
+            self.error(
+                "cluster.token_file",
+                "give either credentials or token_file, not both",
+            );
+            ok = false;
+        }
+        if login.tls_cert.is_some() != login.tls_key.is_some() {
+            self.error(
+                "cluster.tls",
+                "a client certificate needs both cert and key",
+            );
+            ok = false;
+        }
+        let mut token = |me: &mut Self, key: &str, v: Option<String>, default: String| {
+            let v = v.unwrap_or(default);
+            if !is_nats_token(&v) {
+                me.error(
+                    key,
+                    format!("{v:?} must be 1 to 64 letters, digits, - or _"),
+                );
+                ok = false;
+            }
+            v
+        };
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' { ch } else { '_' })
+            .collect::<String>();
+        let name = token(self, "cluster.name", c.name, host);
+        let stream = token(self, "cluster.stream", c.stream, "UPSCALED".into());
+        let bucket = token(self, "cluster.bucket", c.bucket, "upscaled".into());
+        let ack_wait = self.duration(
+            "cluster.ack_wait",
+            c.ack_wait.as_deref(),
+            Duration::from_secs(30),
+        );
+        if ack_wait < Duration::from_secs(1) {
+            self.error("cluster.ack_wait", "must be at least 1s");
+            ok = false;
+        }
+        for (key, zero) in [
+            ("cluster.max_in_flight", c.max_in_flight == Some(0)),
+            ("cluster.max_deliver", c.max_deliver == Some(0)),
+        ] {
+            if zero {
+                self.error(key, "must be at least 1");
+                ok = false;
+            }
+        }
+        ok.then(|| ClusterSettings {
+            login,
+            name,
+            stream,
+            bucket,
+            workers: c.workers.unwrap_or(1),
+            max_in_flight: c.max_in_flight.unwrap_or(16),
+            ack_wait,
+            max_deliver: c.max_deliver.unwrap_or(5),
+        })
     }
 
     /// A limit of 0 would refuse every image; `seconds_per_file: 0` is "off".
@@ -1094,6 +1245,18 @@ pub fn parse_format(name: &str) -> Result<OutputFormat, String> {
 }
 
 /// `500ms`, `1s`, `2m`, `4h`, `1d`.
+fn nats_url_ok(url: &str) -> bool {
+    url.split(',').all(|one| {
+        let rest = one
+            .trim()
+            .strip_prefix("nats://")
+            .or_else(|| one.trim().strip_prefix("tls://"))
+            .unwrap_or(one.trim());
+        rest.rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    })
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t

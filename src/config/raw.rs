@@ -24,12 +24,38 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub log_format: Option<String>,
     pub metrics: Option<String>,
+    pub cluster: Option<RawCluster>,
     pub folders: Vec<RawFolder>,
     /// `folders:` is absent, empty or an empty list (a wrong type is
     /// reported as such, not also as "no folders").
     pub no_folders: bool,
     /// route → scale → levels, over config/routes.yaml.
     pub routes: Option<BTreeMap<String, BTreeMap<u32, RawLevels>>>,
+    pub unknown: Unknown,
+}
+
+/// `cluster:`: this daemon coordinates workers through NATS JetStream.
+#[derive(Debug, Default)]
+pub struct RawCluster {
+    pub nats: Option<String>,
+    pub name: Option<String>,
+    pub stream: Option<String>,
+    pub bucket: Option<String>,
+    pub credentials: Option<String>,
+    pub token_file: Option<String>,
+    pub tls: Option<RawTls>,
+    pub workers: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub ack_wait: Option<String>,
+    pub max_deliver: Option<u32>,
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Default)]
+pub struct RawTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
     pub unknown: Unknown,
 }
 
@@ -125,9 +151,24 @@ pub const TOP_KEYS: &[&str] = &[
     "limits",
     "log_format",
     "metrics",
+    "cluster",
     "folders",
     "routes",
 ];
+pub const CLUSTER_KEYS: &[&str] = &[
+    "nats",
+    "name",
+    "stream",
+    "bucket",
+    "credentials",
+    "token_file",
+    "tls",
+    "workers",
+    "max_in_flight",
+    "ack_wait",
+    "max_deliver",
+];
+pub const TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 pub const LEVEL_KEYS: &[&str] = &["fast", "balanced", "best"];
 pub const LIMIT_KEYS: &[&str] = &[
     "max_side",
@@ -203,6 +244,25 @@ impl RawConfig {
             }),
             log_format: r.string(map, "", "log_format"),
             metrics: r.string(map, "", "metrics"),
+            cluster: r.sub(map, "", "cluster", |r, p, m| RawCluster {
+                nats: r.string(m, p, "nats"),
+                name: r.string(m, p, "name"),
+                stream: r.string(m, p, "stream"),
+                bucket: r.string(m, p, "bucket"),
+                credentials: r.string(m, p, "credentials"),
+                token_file: r.string(m, p, "token_file"),
+                tls: r.sub(m, p, "tls", |r, p, m| RawTls {
+                    ca: r.string(m, p, "ca"),
+                    cert: r.string(m, p, "cert"),
+                    key: r.string(m, p, "key"),
+                    unknown: unknown(m, TLS_KEYS),
+                }),
+                workers: r.uint(m, p, "workers"),
+                max_in_flight: r.uint(m, p, "max_in_flight"),
+                ack_wait: r.string(m, p, "ack_wait"),
+                max_deliver: r.uint(m, p, "max_deliver"),
+                unknown: unknown(m, CLUSTER_KEYS),
+            }),
             folders: r
                 .list(map, "", "folders", |r, p, m| r.folder(p, m))
                 .unwrap_or_default(),

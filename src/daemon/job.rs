@@ -16,7 +16,8 @@ use crate::config::{FolderRule, OnSuccess};
 use crate::durable::{self, Dir, FileId};
 use crate::error::{JobError, Stage, StageError, printable};
 use crate::pipeline::deadline::Deadline;
-use crate::pipeline::{JobReport, JobSpec, OutputReport, Pipeline};
+use crate::cluster::coordinator::{Coordinator, PlannedTarget, PlannedTask, Receipt, RemoteError};
+use crate::pipeline::{JobReport, JobSpec, OutputReport, Pipeline, Rendered};
 
 /// What every job needs besides its own file.
 pub struct Context {
@@ -24,6 +25,8 @@ pub struct Context {
     pub base: JobSpec,
     /// Every configured hot folder: parts of a root inside one are not trusted.
     pub hot_folders: Arc<Vec<PathBuf>>,
+    /// Cluster mode: the pipeline runs on workers, reached through this.
+    pub remote: Option<Arc<Coordinator>>,
 }
 
 /// What happened to a job, for the log, metrics and tests.
@@ -111,7 +114,17 @@ pub fn process(ctx: &Context, rule: &Arc<FolderRule>, job: &Claimed) -> Outcome 
     let rel = record.rel().to_path_buf();
     let shown = rule.path.join(&rel);
     match run(ctx, rule, job, &mut record, &shown) {
-        Ok(report) => finish_done(ctx, rule, job, &record, &shown, report),
+        Ok((report, receipt)) => {
+            let outcome = finish_done(ctx, rule, job, &record, &shown, report);
+            // Reports are let go only once the outputs are in place; a
+            // deferred write keeps them for the next try.
+            if let (Some(receipt), Outcome::Done { .. } | Outcome::Failed { .. }) =
+                (receipt, &outcome)
+            {
+                receipt.settle();
+            }
+            outcome
+        }
         Err(Trouble::Transient(e)) => Outcome::Deferred {
             error: JobError::from_stage(&shown, e),
         },
@@ -128,7 +141,7 @@ fn run(
     job: &Claimed,
     record: &mut JobRecord,
     shown: &Path,
-) -> Result<Vec<JobReport>, Trouble> {
+) -> Result<(Vec<JobReport>, Option<Receipt>), Trouble> {
     let output = state::open_root(&rule.output, &ctx.hot_folders)
         .map_err(|e| write_error("cannot open the output folder", &e))?;
     if record.plan.len() != rule.targets.len() {
@@ -163,22 +176,16 @@ fn run(
         crate::pipeline::source::read_open_file(&file, shown, limit).map_err(Trouble::File)?;
     drop(file);
 
-    let shared = rule.targets.len() > 1;
-    // One limit for the whole file, all its targets together.
-    let deadline = ctx.base.time_limit.map(Deadline::after);
-    let _forget = Forget(&ctx.pipeline, &bytes, shared);
+    let (rendered, receipt) = match &ctx.remote {
+        Some(remote) => {
+            let (r, receipt) = render_remote(ctx, remote, rule, job, &bytes, shown)?;
+            (r, Some(receipt))
+        }
+        None => (render_here(ctx, rule, &bytes, shown)?, None),
+    };
+    crate::error::set_stage(Stage::Write);
     let mut reports = Vec::new();
-    for (t, target) in rule.targets.iter().enumerate() {
-        let spec = JobSpec {
-            reuse_upscale: shared,
-            deadline: deadline.clone(),
-            ..spec_for(rule, target, &ctx.base)
-        };
-        let rendered = ctx
-            .pipeline
-            .render(shown, &bytes, &spec)
-            .map_err(Trouble::File)?;
-        crate::error::set_stage(Stage::Write);
+    for (t, rendered) in rendered {
         let mut report = rendered.report;
         for (f, out) in rendered.encoded.into_iter().enumerate() {
             let path = write_output(&output, job, record, t, f, &out.bytes)?;
@@ -192,7 +199,84 @@ fn run(
         }
         reports.push(report);
     }
-    Ok(reports)
+    Ok((reports, receipt))
+}
+
+/// Every target of the file, rendered here.
+fn render_here(
+    ctx: &Context,
+    rule: &FolderRule,
+    bytes: &[u8],
+    shown: &Path,
+) -> Result<Vec<(usize, Rendered)>, Trouble> {
+    let shared = rule.targets.len() > 1;
+    // One limit for the whole file, all its targets together.
+    let deadline = ctx.base.time_limit.map(Deadline::after);
+    let _forget = Forget(&ctx.pipeline, bytes, shared);
+    let mut out = Vec::new();
+    for (t, target) in rule.targets.iter().enumerate() {
+        let spec = JobSpec {
+            reuse_upscale: shared,
+            deadline: deadline.clone(),
+            ..spec_for(rule, target, &ctx.base)
+        };
+        let rendered = ctx
+            .pipeline
+            .render(shown, bytes, &spec)
+            .map_err(Trouble::File)?;
+        out.push((t, rendered));
+    }
+    Ok(out)
+}
+
+/// Cluster mode: the route is decided here (so a job names its model and
+/// a file that cannot be decoded never leaves), the rest runs on workers.
+fn render_remote(
+    ctx: &Context,
+    remote: &Coordinator,
+    rule: &FolderRule,
+    job: &Claimed,
+    bytes: &[u8],
+    shown: &Path,
+) -> Result<(Vec<(usize, Rendered)>, Receipt), Trouble> {
+    let mut tasks: Vec<PlannedTask> = Vec::new();
+    for (t, target) in rule.targets.iter().enumerate() {
+        let spec = spec_for(rule, target, &ctx.base);
+        let choice = ctx.pipeline.choose(bytes, &spec).map_err(Trouble::File)?;
+        let planned = PlannedTarget {
+            index: t,
+            expected: crate::pipeline::expected_size(&choice, spec.target.as_ref()),
+            spec,
+        };
+        match tasks.iter_mut().find(|p| p.model == choice.model) {
+            Some(task) => task.targets.push(planned),
+            None => tasks.push(PlannedTask {
+                model: choice.model,
+                targets: vec![planned],
+            }),
+        }
+    }
+    remote
+        .render(&job_id(job), shown, bytes, tasks)
+        .map_err(|e| match e {
+            RemoteError::File(e) => Trouble::File(e),
+            RemoteError::Transient(e) => Trouble::Transient(e),
+        })
+}
+
+/// A claim's id in the cluster: the same across restarts and adoption.
+pub fn job_id(job: &Claimed) -> String {
+    let (owner, n) = job.key();
+    format!("{owner}-{n}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Puts one output in place. The temp file's identity is recorded before it

@@ -30,7 +30,11 @@ pub struct Metrics {
     pub in_progress: AtomicU64,
     /// Sum of milliseconds per stage name, and count of jobs.
     stage_ms: Mutex<Vec<(String, f64, u64)>>,
+    /// More lines from elsewhere (cluster mode's queue and workers).
+    sources: Mutex<Vec<MetricSource>>,
 }
+
+pub type MetricSource = Box<dyn Fn() -> String + Send + Sync>;
 
 impl Metrics {
     pub fn record_stages(&self, stages: &[(String, f64)]) {
@@ -44,6 +48,13 @@ impl Metrics {
                 None => all.push((stage.clone(), *ms, 1)),
             }
         }
+    }
+
+    pub fn add_source(&self, source: MetricSource) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(source);
     }
 
     pub fn render(&self) -> String {
@@ -88,6 +99,10 @@ impl Metrics {
                 "upscaled_stage_seconds_total{{stage=\"{stage}\"}} {:.3}\n",
                 ms / 1e3
             ));
+        }
+        drop(stages);
+        for source in self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            out.push_str(&source());
         }
         out
     }

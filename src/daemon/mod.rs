@@ -31,6 +31,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::config::{Config, FolderRule, WatchMode};
 use crate::pipeline::{JobSpec, Pipeline};
+use crate::cluster::coordinator::Coordinator;
 use claim::{Claimed, WorkArea};
 use inbox::Settler;
 use job::{Context, Outcome};
@@ -59,6 +60,8 @@ pub struct RunOptions {
     /// The models a reloaded config may name (the running one was checked
     /// before start).
     pub catalog: crate::models::catalog::Catalog,
+    /// The models installed here (what in-process cluster workers serve).
+    pub installed_models: Vec<String>,
 }
 
 /// Everything the loop reacts to.
@@ -145,11 +148,16 @@ fn hot_folders(config: &Config) -> Arc<Vec<PathBuf>> {
     Arc::new(config.folders.iter().map(|f| f.path.clone()).collect())
 }
 
-fn context(config: &Config, pipeline: &Arc<Pipeline>) -> Arc<Context> {
+fn context(
+    config: &Config,
+    pipeline: &Arc<Pipeline>,
+    remote: Option<Arc<Coordinator>>,
+) -> Arc<Context> {
     Arc::new(Context {
         pipeline: pipeline.clone(),
         base: base_spec(config),
         hot_folders: hot_folders(config),
+        remote,
     })
 }
 
@@ -199,7 +207,20 @@ pub fn run(config: Config, options: RunOptions, pipeline: Pipeline) -> Result<()
 
     let pipeline = Arc::new(pipeline);
     let mut config = config;
-    let ctx = context(&config, &pipeline);
+    // Cluster mode: jobs run on workers; a worker thread here only waits
+    // for one, so there are as many as jobs may be in flight.
+    let remote = match &config.cluster {
+        Some(settings) => {
+            let models = options.catalog.models.keys().cloned().collect();
+            let c = Coordinator::start(settings.clone(), models)
+                .context("starting cluster mode (see docs/cluster.md)")?;
+            let c2 = c.clone();
+            metrics.add_source(Box::new(move || c2.metrics()));
+            Some(c)
+        }
+        None => None,
+    };
+    let ctx = context(&config, &pipeline, remote.clone());
     let mut folders = Vec::new();
     for rule in config.folders.clone() {
         folders.push(open_folder(rule, &ctx.hot_folders)?);
@@ -211,7 +232,10 @@ pub fn run(config: Config, options: RunOptions, pipeline: Pipeline) -> Result<()
     .context("starting the file watcher")?;
     watch_all(&mut watcher, &mut folders);
 
-    let workers = options.workers.max(1);
+    let workers = match &config.cluster {
+        Some(c) => c.max_in_flight,
+        None => options.workers.max(1),
+    };
     let (job_tx, job_rx) = mpsc::channel::<(Job, Arc<Context>)>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     for i in 0..workers {
@@ -237,6 +261,12 @@ pub fn run(config: Config, options: RunOptions, pipeline: Pipeline) -> Result<()
     // queued, not run, before READY, so a big backlog does not delay it.
     for i in 0..d.folders.len() {
         d.adopt(i);
+    }
+    if let (Some(c), Some(settings)) = (&remote, &config.cluster) {
+        c.listen();
+        let mut served = options.installed_models.clone();
+        served.push(crate::cluster::NO_MODEL.to_string());
+        c.spawn_local_workers(settings.workers, pipeline.clone(), served, config.threads);
     }
 
     let watchdog = systemd::watchdog_interval();
@@ -386,6 +416,9 @@ impl Daemon {
 
     fn queue(&mut self, rule: &Arc<FolderRule>, claimed: Claimed) {
         if self.known.insert(claimed.key()) {
+            if let Some(c) = &self.ctx.remote {
+                c.hold(&job::job_id(&claimed));
+            }
             self.metrics.queued.fetch_add(1, Ordering::Relaxed);
             self.backlog.push_back(Job {
                 rule: rule.clone(),
@@ -425,6 +458,11 @@ impl Daemon {
 
     fn finished(&mut self, job: Job, outcome: Outcome) {
         self.busy = self.busy.saturating_sub(1);
+        if let Some(c) = &self.ctx.remote
+            && !matches!(outcome, Outcome::Deferred { .. })
+        {
+            c.release(&job::job_id(&job.claimed));
+        }
         if let Outcome::Vanished { what } = &outcome {
             tracing::warn!(folder = %job.rule.path.display(), "a claimed file ({what}) was removed from the state folder by someone else; nothing left to do for it");
             self.known.remove(&job.claimed.key());
@@ -575,8 +613,13 @@ impl Daemon {
             Ok(new)
         });
         let config = match loaded {
+            Ok(new) if new.cluster != config.cluster => {
+                tracing::error!("reload refused: the cluster: section changed; restart the daemon for that");
+                let _ = new;
+                config
+            }
             Ok(new) => {
-                let ctx = context(&new, pipeline);
+                let ctx = context(&new, pipeline, self.ctx.remote.clone());
                 let old = std::mem::take(&mut self.folders);
                 self.folders = reload_folders(old, &new, &ctx.hot_folders);
                 watch_all(watcher, &mut self.folders);

@@ -378,4 +378,14 @@ impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
     fn networks(&self) -> crate::pipeline::classify::Networks<'_> {
         ModelLibrary::networks(self)
     }
+
+    fn model_name(
+        &self,
+        _: &crate::raster::Raster,
+        scale: u32,
+        spec: &crate::pipeline::JobSpec,
+        classification: &crate::pipeline::classify::Classification,
+    ) -> std::result::Result<String, crate::error::StageError> {
+        Ok(self.choose(scale, spec, classification))
+    }
 }

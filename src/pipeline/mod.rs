@@ -45,7 +45,7 @@ pub enum Fit {
 }
 
 /// The box an output must fit.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -142,7 +142,7 @@ impl Default for JobSpec {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OutputReport {
     pub path: PathBuf,
     pub format: OutputFormat,
@@ -152,10 +152,10 @@ pub struct OutputReport {
 }
 
 /// What happened to one file: the basis of the one log line per file.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobReport {
     pub input: PathBuf,
-    pub source_format: &'static str,
+    pub source_format: String,
     pub source_size: (u32, u32),
     pub output_size: (u32, u32),
     pub needed_scale: f64,
@@ -169,6 +169,26 @@ pub struct JobReport {
     /// Milliseconds per stage, in pipeline order.
     pub stage_ms: Vec<(String, f64)>,
     pub warnings: Vec<String>,
+}
+
+/// What `Pipeline::choose` decided for one file and target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub model: Option<String>,
+    pub model_scale: u32,
+    /// The size the route saw (after trim) and how much it must grow.
+    pub routed_size: (u32, u32),
+    pub needed: f64,
+}
+
+/// A file decoded, cropped, classified and routed.
+struct Prepared {
+    info: decode::SourceInfo,
+    raster: Raster,
+    source_size: (u32, u32),
+    classification: classify::Classification,
+    route: Route,
+    warnings: Vec<String>,
 }
 
 /// Encoded outputs in memory, before the write stage.
@@ -216,14 +236,13 @@ impl Pipeline {
         }
     }
 
-    /// Runs every stage except the write: decode to encoded bytes.
-    pub fn render(
+    /// Decode, crop, classify and route: what both `render` and `choose` need.
+    fn prepare(
         &self,
-        input: &Path,
         bytes: &[u8],
         spec: &JobSpec,
-    ) -> Result<Rendered, StageError> {
-        let mut timer = StageTimer::start();
+        timer: &mut StageTimer,
+    ) -> Result<Prepared, StageError> {
         let decoded = decode::decode(bytes, &spec.limits)?;
         timer.lap(Stage::Decode);
         let mut warnings = decoded.info.notes.clone();
@@ -249,17 +268,67 @@ impl Pipeline {
         let classification = classify::classify(&raster, bytes, self.upscalers.networks());
         timer.lap(Stage::Classify);
 
-        let Route {
-            needed,
-            model_scale,
-            warning,
-        } = route::route(
+        let route = route::route(
             raster.width,
             raster.height,
             spec.target.as_ref(),
             spec.scale,
         );
-        warnings.extend(warning);
+        warnings.extend(route.warning.clone());
+        Ok(Prepared {
+            info: decoded.info,
+            raster,
+            source_size,
+            classification,
+            route,
+            warnings,
+        })
+    }
+
+    /// The model a file's job needs (None: no model runs) and the scale it
+    /// runs at, decided exactly as `render` decides it.
+    pub fn choose(&self, bytes: &[u8], spec: &JobSpec) -> Result<Choice, StageError> {
+        let mut timer = StageTimer::start();
+        let p = self.prepare(bytes, spec, &mut timer)?;
+        let model_scale = p.route.model_scale;
+        let model = if model_scale > 1 {
+            Some(self.upscalers.model_name(
+                &p.raster,
+                model_scale,
+                spec,
+                &p.classification,
+            )?)
+        } else {
+            None
+        };
+        Ok(Choice {
+            model,
+            model_scale,
+            routed_size: (p.raster.width, p.raster.height),
+            needed: p.route.needed,
+        })
+    }
+
+    /// Runs every stage except the write: decode to encoded bytes.
+    pub fn render(
+        &self,
+        input: &Path,
+        bytes: &[u8],
+        spec: &JobSpec,
+    ) -> Result<Rendered, StageError> {
+        let mut timer = StageTimer::start();
+        let Prepared {
+            info,
+            raster,
+            source_size,
+            classification,
+            route: Route {
+                needed,
+                model_scale,
+                ..
+            },
+            mut warnings,
+        } = self.prepare(bytes, spec, &mut timer)?;
         let upscaler = if model_scale > 1 {
             let chosen = self
                 .upscalers
@@ -329,8 +398,8 @@ impl Pipeline {
                 .target
                 .as_ref()
                 .map_or([255, 255, 255], |t| t.background),
-            high_bit_depth: decoded.info.bit_depth > 8,
-            exif: metadata::output_exif(decoded.info.exif.as_deref(), spec.metadata),
+            high_bit_depth: info.bit_depth > 8,
+            exif: metadata::output_exif(info.exif.as_deref(), spec.metadata),
             avif_speed: spec.avif_speed,
             threads: spec.threads,
         };
@@ -344,7 +413,7 @@ impl Pipeline {
         Ok(Rendered {
             report: JobReport {
                 input: input.to_path_buf(),
-                source_format: decoded.info.format,
+                source_format: info.format.to_string(),
                 source_size,
                 output_size: (raster.width, raster.height),
                 needed_scale: needed,
@@ -403,13 +472,27 @@ fn fit_within_interpolation_limit(
     target: &Target,
     residual: f64,
 ) -> Result<Raster, StageError> {
+    let Some(reduced) = reachable_target(target, residual) else {
+        return resize::fit_to_target(raster, target);
+    };
+    let content = resize::fit_to_target(raster, &reduced)?;
+    if target.fit != Fit::Pad {
+        return Ok(content);
+    }
+    let canvas = padded_canvas(target, (content.width, content.height));
+    Ok(resize::pad(&content, canvas, target.background))
+}
+
+/// The smaller box the content gets when the target is out of the
+/// interpolation limit's reach (None: the target as asked).
+fn reachable_target(target: &Target, residual: f64) -> Option<Target> {
     let limit = route::MAX_INTERPOLATED_SCALE;
     if residual <= limit + 1e-6 {
-        return resize::fit_to_target(raster, target);
+        return None;
     }
     let shrink = limit / residual * target.fill_share();
     let scaled = |v: Option<u32>| v.map(|v| ((v as f64 * shrink).round() as u32).max(1));
-    let reduced = Target {
+    Some(Target {
         width: scaled(target.width),
         height: scaled(target.height),
         fit: if target.fit == Fit::Pad {
@@ -419,20 +502,43 @@ fn fit_within_interpolation_limit(
         },
         fill: None,
         background: target.background,
-    };
-    let content = resize::fit_to_target(raster, &reduced)?;
-    if target.fit != Fit::Pad {
-        return Ok(content);
-    }
-    // Pad still delivers the exact box the platform asked for.
-    let canvas = (
-        target.width.unwrap_or(content.width).max(content.width),
-        target.height.unwrap_or(content.height).max(content.height),
-    );
-    Ok(resize::pad(&content, canvas, target.background))
+    })
 }
 
-fn dedup(formats: &[OutputFormat]) -> Vec<OutputFormat> {
+/// Pad still delivers the exact box the platform asked for.
+fn padded_canvas(target: &Target, content: (u32, u32)) -> (u32, u32) {
+    (
+        target.width.unwrap_or(content.0).max(content.0),
+        target.height.unwrap_or(content.1).max(content.1),
+    )
+}
+
+/// The size `render` gives the file `choice` describes: what a worker's
+/// output must measure.
+pub fn expected_size(choice: &Choice, target: Option<&Target>) -> (u32, u32) {
+    let (w, h) = choice.routed_size;
+    let up = (
+        w * choice.model_scale.max(1),
+        h * choice.model_scale.max(1),
+    );
+    let Some(target) = target else {
+        return up;
+    };
+    let residual = choice.needed / choice.model_scale.max(1) as f64;
+    match reachable_target(target, residual) {
+        None => resize::placement(up.0, up.1, target).canvas,
+        Some(reduced) => {
+            let content = resize::placement(up.0, up.1, &reduced).canvas;
+            if target.fit == Fit::Pad {
+                padded_canvas(target, content)
+            } else {
+                content
+            }
+        }
+    }
+}
+
+pub fn dedup(formats: &[OutputFormat]) -> Vec<OutputFormat> {
     let mut seen = Vec::new();
     for f in formats {
         if !seen.contains(f) {

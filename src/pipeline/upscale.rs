@@ -47,6 +47,19 @@ pub trait UpscalerSource: Send + Sync {
     fn networks(&self) -> Networks<'_> {
         Networks::default()
     }
+
+    /// The name of the model `for_scale` would pick, without loading it
+    /// (a cluster job names its model before any worker takes it).
+    fn model_name(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        spec: &JobSpec,
+        classification: &Classification,
+    ) -> Result<String, StageError> {
+        self.for_scale(raster, scale, spec, classification)
+            .map(|u| u.name())
+    }
 }
 
 /// Always the same upscaler.
