@@ -290,7 +290,8 @@ fn main() -> ExitCode {
 fn init_logging(json: bool) {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The NATS client says every (re)connect at info; ours say it once.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     if upscaled::daemon::systemd::under_journal()
         && let Ok(journal) = upscaled::daemon::systemd::JournalLayer::new()

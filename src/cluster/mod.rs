@@ -151,15 +151,26 @@ pub async fn workers_registry(
     if let Ok(kv) = js.get_key_value(&bucket).await {
         return Ok(kv);
     }
-    js.create_key_value(jetstream::kv::Config {
-        bucket: bucket.clone(),
+    // The bucket's stream is made by hand: the client's own `create_key_value`
+    // asks for account details that servers before 2.10 (Debian's 2.9)
+    // answer in a shape it cannot read. These are the settings it would use.
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
         max_age: WORKER_TTL,
-        history: 1,
         storage: jetstream::stream::StorageType::Memory,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     })
     .await
-    .map_err(|e| anyhow::anyhow!("making the worker registry {bucket}: {e}"))
+    .map_err(|e| anyhow::anyhow!("making the worker registry {bucket}: {e}"))?;
+    js.get_key_value(&bucket)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the worker registry {bucket}: {e}"))
 }
 
 /// The bucket for sources and outputs.

@@ -386,10 +386,7 @@ fn render_all(
                 }
             }
         }
-        rendered
-            .report
-            .warnings
-            .push(format!("run on cluster worker {}", ctx.name));
+        rendered.report.worker = Some(ctx.name.clone());
         out.push((t.index, rendered));
     }
     if shared {

@@ -20,7 +20,7 @@ pub mod state;
 pub mod systemd;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -709,13 +709,18 @@ fn log_outcome(job: &Job, outcome: Outcome, metrics: &Metrics) {
                 .iter()
                 .map(|(s, ms)| format!("{s}={ms:.0}ms"))
                 .collect();
+            let worker = first
+                .worker
+                .as_deref()
+                .map(|w| format!(" on worker {}", crate::error::printable(Path::new(w))))
+                .unwrap_or_default();
             tracing::info!(
                 folder,
                 file = %crate::error::printable(&first.input),
                 model = %first.upscaler,
                 scale = first.model_scale,
                 seconds = secs,
-                "done {}x{} -> {}x{} via {} {}x: {}; {}; source -> {}",
+                "done {}x{} -> {}x{} via {} {}x{worker}: {}; {}; source -> {}",
                 first.source_size.0,
                 first.source_size.1,
                 first.output_size.0,

@@ -169,6 +169,9 @@ pub struct JobReport {
     /// Milliseconds per stage, in pipeline order.
     pub stage_ms: Vec<(String, f64)>,
     pub warnings: Vec<String>,
+    /// The cluster worker that rendered it (None: this process).
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// What `Pipeline::choose` decided for one file and target.
@@ -426,6 +429,7 @@ impl Pipeline {
                 outputs: Vec::new(),
                 stage_ms: timer.laps,
                 warnings,
+                worker: None,
             },
             encoded,
         })
