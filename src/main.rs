@@ -168,6 +168,9 @@ enum ClusterCommand {
     Status {
         #[command(flatten)]
         nats: NatsArgs,
+        /// The coordinator's `cluster.bucket`.
+        #[arg(long, default_value = "upscaled")]
+        bucket: String,
     },
 }
 
@@ -272,8 +275,9 @@ fn main() -> ExitCode {
         Command::Models(ModelsCommand::Fetch { names, force }) => models_fetch(&names, force),
         Command::Models(ModelsCommand::List) => models_list(),
         Command::Worker(args) => worker(args),
-        Command::Cluster(ClusterCommand::Status { nats }) => {
-            upscaled::cluster::status::print(&nats.login(), &nats.stream).map(|_| ExitCode::SUCCESS)
+        Command::Cluster(ClusterCommand::Status { nats, bucket }) => {
+            upscaled::cluster::status::print(&nats.login(), &nats.stream, &bucket)
+                .map(|_| ExitCode::SUCCESS)
         }
         Command::FetchSamples => fetch::samples(&fetch::cache_dir()).map(|dir| {
             println!("{}", dir.display());

@@ -162,8 +162,11 @@ impl Cluster {
 
     fn spawn(&mut self, name: &str, mut cmd: Command) {
         assert!(!self.procs.contains_key(name), "{name} is already running");
-        let n = self.starts.entry(name.to_string()).or_insert(0);
-        *n += 1;
+        let n = {
+            let n = self.starts.entry(name.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let mut log = fs::OpenOptions::new()
             .create(true)
             .append(true)

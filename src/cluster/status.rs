@@ -7,7 +7,7 @@ use async_nats::jetstream;
 use super::Names;
 use crate::config::NatsLogin;
 
-pub fn print(login: &NatsLogin, stream: &str) -> Result<()> {
+pub fn print(login: &NatsLogin, stream: &str, bucket: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -39,6 +39,15 @@ pub fn print(login: &NatsLogin, stream: &str) -> Result<()> {
         }
         let info = jobs.info().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         println!("queue: {} tasks stored", info.state.messages);
+        if let Ok(mut bytes) = js.get_stream(format!("OBJ_{bucket}")).await
+            && let Ok(state) = bytes.info().await.map(|i| i.state.clone())
+        {
+            println!(
+                "bucket {bucket}: {:.1} MB in {} chunks (sources and outputs of files in flight)",
+                state.bytes as f64 / 1e6,
+                state.messages
+            );
+        }
         let mut consumers = jobs.consumers();
         use futures_util::StreamExt;
         let mut rows = Vec::new();

@@ -1310,6 +1310,37 @@ mod tests {
     const MINIMAL: &str = "folders:\n  - path: /srv/drop/shop\n    output: /srv/out/shop\n    width: 1024\n    height: 1024\n    fit: contain\n    formats: [webp]\n    settle: 1s\n    done: /srv/drop/shop-done\n    failed: /srv/drop/shop-failed\n";
 
     #[test]
+    fn cluster_section_defaults_and_refusals() {
+        let ok = format!("cluster:\n  nats: nats://10.0.0.5:4222\n  name: nas\n{MINIMAL}");
+        let c = Config::parse(Path::new("c.yaml"), &ok).unwrap();
+        let cl = c.cluster.expect("cluster settings");
+        assert_eq!(cl.login.url, "nats://10.0.0.5:4222");
+        assert_eq!((cl.name.as_str(), cl.stream.as_str()), ("nas", "UPSCALED"));
+        assert_eq!((cl.workers, cl.max_in_flight, cl.max_deliver), (1, 16, 5));
+        assert_eq!(cl.ack_wait, Duration::from_secs(30));
+        assert!(Config::parse(Path::new("c.yaml"), MINIMAL).unwrap().cluster.is_none());
+
+        // Each mistake is named with its line and key; the token is never
+        // taken from the config text, only from a file.
+        let bad = format!(
+            "cluster:\n  nats: 10.0.0.5\n  name: my.nas\n  token: hunter2\n  token_file: /nonexistent/token\n  max_deliver: 0\n  ack_wait: 10ms\n{MINIMAL}"
+        );
+        let shown = Config::parse(Path::new("c.yaml"), &bad)
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "c.yaml:2:3: cluster.nats: must look like nats://host:4222",
+            "c.yaml:3:3: cluster.name:",
+            "c.yaml:4:3: cluster.token: unknown key `token`",
+            "c.yaml:5:3: cluster.token_file: /nonexistent/token is not a readable file",
+            "c.yaml:6:3: cluster.max_deliver: must be at least 1",
+            "c.yaml:7:3: cluster.ack_wait: must be at least 1s",
+        ] {
+            assert!(shown.contains(want), "{want:?} missing from:\n{shown}");
+        }
+    }
+
+    #[test]
     fn minimal_form_from_the_issue_parses() {
         let c = Config::parse(Path::new("/etc/upscaled/config.yaml"), MINIMAL).unwrap();
         let f = &c.folders[0];
