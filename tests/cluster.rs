@@ -7,7 +7,8 @@
 //! whose model no worker serves waits; a worker's garbage is refused.
 //!
 //! Every process the tests start is killed when the test ends, passing or
-//! not, and their logs are printed when a check fails.
+//! not, and their logs are printed when a check fails. With
+//! `CLUSTER_TEST_KEEP=1` the temp folders (logs in `logs/`) are kept.
 
 mod common;
 
@@ -88,7 +89,8 @@ struct Cluster {
     started: Instant,
     procs: BTreeMap<String, Child>,
     starts: BTreeMap<String, u32>,
-    _dir: tempfile::TempDir,
+    /// Kept (and its path printed) when `CLUSTER_TEST_KEEP` is set.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Cluster {
@@ -96,6 +98,11 @@ impl Drop for Cluster {
         for child in self.procs.values_mut() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::env::var_os("CLUSTER_TEST_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("kept: {}", dir.keep().display());
         }
     }
 }
@@ -113,7 +120,7 @@ impl Cluster {
             started: Instant::now(),
             procs: BTreeMap::new(),
             starts: BTreeMap::new(),
-            _dir: dir,
+            dir: Some(dir),
         };
         c.start_nats();
         c
