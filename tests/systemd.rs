@@ -16,8 +16,15 @@ fn unit_with_real_binary(dir: &Path, unit: &str) -> std::path::PathBuf {
     .unwrap()
     .replace("/usr/local/bin/upscaled", env!("CARGO_BIN_EXE_upscaled"))
     // The worker's settings file, made for the check.
-    .replace("/etc/upscaled/worker.env", &dir.join("worker.env").display().to_string());
-    std::fs::write(dir.join("worker.env"), "UPSCALED_NATS=nats://127.0.0.1:4222\n").unwrap();
+    .replace(
+        "/etc/upscaled/worker.env",
+        &dir.join("worker.env").display().to_string(),
+    );
+    std::fs::write(
+        dir.join("worker.env"),
+        "UPSCALED_NATS=nats://127.0.0.1:4222\n",
+    )
+    .unwrap();
     let path = dir.join(unit);
     std::fs::write(&path, text).unwrap();
     path

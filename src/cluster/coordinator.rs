@@ -105,7 +105,11 @@ impl Coordinator {
             .build()?;
         let names = Names::new(&settings.stream);
         let inner = rt.block_on(async {
-            let client = super::connect(&settings.login, &format!("upscaled coordinator {}", settings.name)).await?;
+            let client = super::connect(
+                &settings.login,
+                &format!("upscaled coordinator {}", settings.name),
+            )
+            .await?;
             let js = jetstream::new(client.clone());
             super::ensure_streams(&js, &names).await?;
             let registry = super::workers_registry(&js, &names).await?;
@@ -113,8 +117,14 @@ impl Coordinator {
             let mut all = models.clone();
             all.push(super::NO_MODEL.to_string());
             for model in &all {
-                super::ensure_job_consumer(&js, &names, model, settings.ack_wait, settings.max_deliver)
-                    .await?;
+                super::ensure_job_consumer(
+                    &js,
+                    &names,
+                    model,
+                    settings.ack_wait,
+                    settings.max_deliver,
+                )
+                .await?;
             }
             let results = js
                 .get_stream(names.results_stream())
@@ -310,6 +320,10 @@ async fn ack(msg: &jetstream::Message, kind: AckKind) {
     }
 }
 
+/// An accepted result: the rendered targets, the report to acknowledge
+/// after the write, and the objects to delete then.
+type Accepted = (Vec<(usize, Rendered)>, Delivery, Vec<String>);
+
 /// One task's progress inside `render`.
 struct TaskState {
     planned: PlannedTask,
@@ -317,7 +331,7 @@ struct TaskState {
     refused: u32,
     /// Workers that took it or answered for it, in order.
     tried: Vec<String>,
-    done: Option<(Vec<(usize, Rendered)>, Delivery, Vec<String>)>,
+    done: Option<Accepted>,
     published: Instant,
     said_no_worker: bool,
 }
@@ -369,9 +383,9 @@ impl Inner {
         }
         if tasks.iter().any(|t| t.done.is_none()) {
             self.put_source(&source, bytes).await?;
-            for i in 0..tasks.len() {
-                if tasks[i].done.is_none() {
-                    self.publish(job, i, &mut tasks[i], &source, bytes, input).await?;
+            for (i, t) in tasks.iter_mut().enumerate() {
+                if t.done.is_none() {
+                    self.publish(job, i, t, &source, bytes, input).await?;
                 }
             }
         }
@@ -388,8 +402,7 @@ impl Inner {
                             return Err(RemoteError::File(e));
                         }
                     }
-                    for i in 0..tasks.len() {
-                        let t = &mut tasks[i];
+                    for (i, t) in tasks.iter_mut().enumerate() {
                         if t.done.is_none() && t.tries <= t.refused {
                             self.publish(job, i, t, &source, bytes, input).await?;
                         }
@@ -433,7 +446,11 @@ impl Inner {
             .put(name, &mut reader)
             .await
             .map(|_| ())
-            .map_err(|e| transient(format!("cannot store the source in the NATS object store: {e}")))
+            .map_err(|e| {
+                transient(format!(
+                    "cannot store the source in the NATS object store: {e}"
+                ))
+            })
     }
 
     async fn publish(
@@ -479,9 +496,15 @@ impl Inner {
             && !self.models.contains(m)
         {
             // A model of a reloaded config: its consumer is made now.
-            super::ensure_job_consumer(&self.js, &self.names, m, self.settings.ack_wait, self.settings.max_deliver)
-                .await
-                .map_err(|e| transient(format!("{e:#}")))?;
+            super::ensure_job_consumer(
+                &self.js,
+                &self.names,
+                m,
+                self.settings.ack_wait,
+                self.settings.max_deliver,
+            )
+            .await
+            .map_err(|e| transient(format!("{e:#}")))?;
         }
         let sent = async {
             self.js
@@ -520,7 +543,10 @@ impl Inner {
             Outcome::Failed { stage, cause } => {
                 note(t);
                 ack(&d.msg, AckKind::Ack).await;
-                Step::Fail(StageError::new(*stage, format!("{cause} (on worker {worker})")))
+                Step::Fail(StageError::new(
+                    *stage,
+                    format!("{cause} (on worker {worker})"),
+                ))
             }
             Outcome::GaveUp { deliveries } => {
                 ack(&d.msg, AckKind::Ack).await;
@@ -601,7 +627,9 @@ impl Inner {
             let formats: Vec<OutputFormat> = crate::pipeline::dedup(&plan.spec.formats);
             let reported: Vec<OutputFormat> = done.outputs.iter().map(|o| o.format).collect();
             if formats != reported {
-                return Err(format!("formats {reported:?} where the plan has {formats:?}"));
+                return Err(format!(
+                    "formats {reported:?} where the plan has {formats:?}"
+                ));
             }
             let mut encoded = Vec::new();
             for o in &done.outputs {
@@ -609,8 +637,14 @@ impl Inner {
                     return Err(format!("an output object outside its job: {:?}", o.object));
                 }
                 let bytes = self.fetch(&o.object).await?;
-                super::verify::check(&bytes, o.format, &o.sha256, plan.expected, plan.spec.max_bytes)
-                    .map_err(|e| format!("{} output: {e}", o.format.extension()))?;
+                super::verify::check(
+                    &bytes,
+                    o.format,
+                    &o.sha256,
+                    plan.expected,
+                    plan.spec.max_bytes,
+                )
+                .map_err(|e| format!("{} output: {e}", o.format.extension()))?;
                 encoded.push(Encoded {
                     format: o.format,
                     bytes,
@@ -646,8 +680,7 @@ impl Inner {
     }
 
     fn owns_any(&self, object: &str) -> bool {
-        object.starts_with(&format!("{}/", token(&self.settings.name)))
-            && !object.contains("..")
+        object.starts_with(&format!("{}/", token(&self.settings.name))) && !object.contains("..")
     }
 
     /// A report no job waits for: its outputs go (only objects under its
@@ -694,7 +727,11 @@ impl Inner {
         let workers = super::live_workers(&self.registry).await;
         for i in waiting {
             let t = &mut tasks[i];
-            let model = t.planned.model.clone().unwrap_or_else(|| super::NO_MODEL.into());
+            let model = t
+                .planned
+                .model
+                .clone()
+                .unwrap_or_else(|| super::NO_MODEL.into());
             if !workers.iter().any(|w| w.models.contains(&model)) {
                 t.said_no_worker = true;
                 self.stats.waiting_for_model.fetch_add(1, Ordering::Relaxed);
@@ -803,23 +840,61 @@ impl Inner {
         let s = &self.stats;
         let mut out = String::new();
         for (name, help, kind, v) in [
-            ("upscaled_cluster_queue_depth", "Tasks in the NATS queue no worker has taken yet.", "gauge", s.queue_depth.load(Ordering::Relaxed)),
-            ("upscaled_cluster_at_workers", "Tasks a worker has taken and not finished.", "gauge", s.at_workers.load(Ordering::Relaxed)),
-            ("upscaled_cluster_in_flight", "Files of this coordinator waiting for workers.", "gauge", s.in_flight.load(Ordering::Relaxed)),
-            ("upscaled_cluster_published_total", "Tasks published.", "counter", s.published.load(Ordering::Relaxed)),
-            ("upscaled_cluster_refused_total", "Worker results refused by the plan check.", "counter", s.refused.load(Ordering::Relaxed)),
-            ("upscaled_cluster_waiting_for_model_total", "Tasks found waiting for a model no live worker has.", "counter", s.waiting_for_model.load(Ordering::Relaxed)),
+            (
+                "upscaled_cluster_queue_depth",
+                "Tasks in the NATS queue no worker has taken yet.",
+                "gauge",
+                s.queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "upscaled_cluster_at_workers",
+                "Tasks a worker has taken and not finished.",
+                "gauge",
+                s.at_workers.load(Ordering::Relaxed),
+            ),
+            (
+                "upscaled_cluster_in_flight",
+                "Files of this coordinator waiting for workers.",
+                "gauge",
+                s.in_flight.load(Ordering::Relaxed),
+            ),
+            (
+                "upscaled_cluster_published_total",
+                "Tasks published.",
+                "counter",
+                s.published.load(Ordering::Relaxed),
+            ),
+            (
+                "upscaled_cluster_refused_total",
+                "Worker results refused by the plan check.",
+                "counter",
+                s.refused.load(Ordering::Relaxed),
+            ),
+            (
+                "upscaled_cluster_waiting_for_model_total",
+                "Tasks found waiting for a model no live worker has.",
+                "counter",
+                s.waiting_for_model.load(Ordering::Relaxed),
+            ),
         ] {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
         }
         out.push_str("# HELP upscaled_cluster_worker_tasks_total Tasks done, per worker.\n# TYPE upscaled_cluster_worker_tasks_total counter\n");
         let by = lock(&s.by_worker);
         for (w, (n, _)) in by.iter() {
-            out.push_str(&format!("upscaled_cluster_worker_tasks_total{{worker=\"{}\"}} {n}\n", label(w)));
+            out.push_str(&format!(
+                "upscaled_cluster_worker_tasks_total{{worker=\"{}\"}} {n}\n",
+                label(w)
+            ));
         }
         out.push_str("# HELP upscaled_cluster_worker_seconds_total Seconds workers spent on this coordinator's tasks.\n# TYPE upscaled_cluster_worker_seconds_total counter\n");
         for (w, (_, secs)) in by.iter() {
-            out.push_str(&format!("upscaled_cluster_worker_seconds_total{{worker=\"{}\"}} {secs:.3}\n", label(w)));
+            out.push_str(&format!(
+                "upscaled_cluster_worker_seconds_total{{worker=\"{}\"}} {secs:.3}\n",
+                label(w)
+            ));
         }
         out
     }

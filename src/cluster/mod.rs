@@ -91,7 +91,9 @@ pub async fn connect(login: &NatsLogin, client_name: &str) -> Result<async_nats:
         .connection_timeout(Duration::from_secs(5))
         .event_callback(|event| async move {
             match event {
-                async_nats::Event::Disconnected => tracing::warn!("NATS: disconnected; reconnecting"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("NATS: disconnected; reconnecting")
+                }
                 async_nats::Event::Connected => tracing::info!("NATS: connected"),
                 other => tracing::debug!("NATS: {other}"),
             }
@@ -126,7 +128,10 @@ pub async fn ensure_streams(js: &jetstream::Context, names: &Names) -> Result<()
     use jetstream::stream::{Config, RetentionPolicy, StorageType};
     for (name, subjects) in [
         (names.jobs_stream(), format!("{}.jobs.>", names.stream)),
-        (names.results_stream(), format!("{}.results.>", names.stream)),
+        (
+            names.results_stream(),
+            format!("{}.results.>", names.stream),
+        ),
     ] {
         js.get_or_create_stream(Config {
             name: name.clone(),

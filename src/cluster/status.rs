@@ -15,10 +15,13 @@ pub fn print(login: &NatsLogin, stream: &str, bucket: &str) -> Result<()> {
         let client = super::connect(login, "upscaled cluster status").await?;
         let js = jetstream::new(client);
         let names = Names::new(stream);
-        let mut jobs = js
-            .get_stream(names.jobs_stream())
-            .await
-            .map_err(|e| anyhow::anyhow!("no cluster on {} (stream {}): {e}", login.url, names.jobs_stream()))?;
+        let mut jobs = js.get_stream(names.jobs_stream()).await.map_err(|e| {
+            anyhow::anyhow!(
+                "no cluster on {} (stream {}): {e}",
+                login.url,
+                names.jobs_stream()
+            )
+        })?;
         let kv = super::workers_registry(&js, &names).await?;
         let workers = super::live_workers(&kv).await;
         println!("NATS {}: stream {}", login.url, names.jobs_stream());
@@ -33,7 +36,9 @@ pub fn print(login: &NatsLogin, stream: &str, bucket: &str) -> Result<()> {
                 w.threads,
                 w.done,
                 w.failed,
-                w.busy.as_deref().map_or("idle".to_string(), |j| format!("running {j}")),
+                w.busy
+                    .as_deref()
+                    .map_or("idle".to_string(), |j| format!("running {j}")),
                 w.models.join(", ")
             );
         }
@@ -59,10 +64,16 @@ pub fn print(login: &NatsLogin, stream: &str, bucket: &str) -> Result<()> {
         rows.sort();
         for (name, waiting, running) in rows {
             let model = name.strip_prefix("jobs-").unwrap_or(&name);
-            let served = workers.iter().any(|w| w.models.iter().any(|m| super::token(m) == model));
+            let served = workers
+                .iter()
+                .any(|w| w.models.iter().any(|m| super::token(m) == model));
             println!(
                 "  {model:<34} {waiting} waiting, {running} at workers{}",
-                if served { "" } else { "  (no live worker serves it)" }
+                if served {
+                    ""
+                } else {
+                    "  (no live worker serves it)"
+                }
             );
         }
         anyhow::Ok(())

@@ -78,7 +78,11 @@ fn decoded_size(
 /// Width and height from an AVIF's `ftyp` brand and `ispe` property.
 fn avif_size(bytes: &[u8]) -> Option<(u32, u32)> {
     let head = bytes.get(4..12)?;
-    if &head[..4] != b"ftyp" || !bytes[8..bytes.len().min(64)].windows(4).any(|w| w == b"avif") {
+    if &head[..4] != b"ftyp"
+        || !bytes[8..bytes.len().min(64)]
+            .windows(4)
+            .any(|w| w == b"avif")
+    {
         return None;
     }
     let at = bytes.windows(4).position(|w| w == b"ispe")?;
@@ -107,7 +111,10 @@ mod tests {
     fn a_true_output_passes_and_forgeries_do_not() {
         let good = png(40, 30);
         let sha = crate::cluster::wire::sha256_hex(&good);
-        assert_eq!(check(&good, OutputFormat::Png, &sha, (40, 30), None), Ok(()));
+        assert_eq!(
+            check(&good, OutputFormat::Png, &sha, (40, 30), None),
+            Ok(())
+        );
         // Other pixels than the plan, the wrong format, a lie about the hash.
         assert!(check(&good, OutputFormat::Png, &sha, (80, 60), None).is_err());
         assert!(check(&good, OutputFormat::Webp, &sha, (40, 30), None).is_err());

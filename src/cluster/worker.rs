@@ -81,7 +81,10 @@ pub fn provider() -> &'static str {
 }
 
 /// Runs until `stop` turns true (after the task in hand).
-pub async fn serve(ctx: Arc<WorkerContext>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+pub async fn serve(
+    ctx: Arc<WorkerContext>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
     let mut wake = ctx
         .client
         .subscribe(format!("{}.jobs.>", ctx.names.stream))
@@ -200,7 +203,10 @@ async fn handle(
         worker: ctx.name.clone(),
         outcome,
     };
-    if !task.reply.starts_with(&format!("{}.results.", ctx.names.stream)) {
+    if !task
+        .reply
+        .starts_with(&format!("{}.results.", ctx.names.stream))
+    {
         tracing::warn!(reply = %task.reply, "cluster worker: dropped a task whose results go outside this stream");
         let _ = msg.ack_with(AckKind::Term).await;
         return;
@@ -212,19 +218,41 @@ async fn handle(
             wire::VERSION,
             task.version
         );
-        report(ctx, &task, say(Outcome::Failed { stage: Stage::Read, cause })).await;
+        report(
+            ctx,
+            &task,
+            say(Outcome::Failed {
+                stage: Stage::Read,
+                cause,
+            }),
+        )
+        .await;
         let _ = msg.ack().await;
         return;
     }
     if delivered > u64::from(task.max_deliver) {
-        report(ctx, &task, say(Outcome::GaveUp { deliveries: delivered - 1 })).await;
+        report(
+            ctx,
+            &task,
+            say(Outcome::GaveUp {
+                deliveries: delivered - 1,
+            }),
+        )
+        .await;
         let _ = msg.ack().await;
         return;
     }
     if let Ok(mut b) = busy.lock() {
         *b = Some(task.job.clone());
     }
-    report(ctx, &task, say(Outcome::Started { delivery: delivered })).await;
+    report(
+        ctx,
+        &task,
+        say(Outcome::Started {
+            delivery: delivered,
+        }),
+    )
+    .await;
     let msg = Arc::new(msg);
     let keep_alive = {
         let msg = msg.clone();
@@ -252,7 +280,9 @@ async fn handle(
             if report(ctx, &task, say(outcome)).await {
                 let _ = msg.double_ack().await;
             } else {
-                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
             }
         }
         Ran::Gone => {
@@ -261,7 +291,9 @@ async fn handle(
         }
         Ran::Later(why) => {
             tracing::warn!(job = %task.job, "cluster worker: {why}; the task goes back to the queue");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                .await;
         }
     }
 }
@@ -429,7 +461,10 @@ pub struct WorkerOptions {
 /// hand first (a task cut off is sent to another worker after `ack_wait`).
 pub fn run(options: WorkerOptions, pipeline: Pipeline) -> Result<()> {
     if !crate::config::is_nats_token(&options.stream) {
-        anyhow::bail!("--stream {:?} must be letters, digits, - or _", options.stream);
+        anyhow::bail!(
+            "--stream {:?} must be letters, digits, - or _",
+            options.stream
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -437,7 +472,8 @@ pub fn run(options: WorkerOptions, pipeline: Pipeline) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let client = super::connect(&options.login, &format!("upscaled worker {}", options.name)).await?;
+        let client =
+            super::connect(&options.login, &format!("upscaled worker {}", options.name)).await?;
         let js = jetstream::new(client.clone());
         let ctx = Arc::new(WorkerContext {
             name: options.name,
@@ -453,9 +489,10 @@ pub fn run(options: WorkerOptions, pipeline: Pipeline) -> Result<()> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             tokio::select! {

@@ -665,7 +665,13 @@ impl Validator {
             .nodename()
             .to_string_lossy()
             .chars()
-            .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' { ch } else { '_' })
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ch == '-' {
+                    ch
+                } else {
+                    '_'
+                }
+            })
             .collect::<String>();
         let name = token(self, "cluster.name", c.name, host);
         let stream = token(self, "cluster.stream", c.stream, "UPSCALED".into());
@@ -1318,7 +1324,12 @@ mod tests {
         assert_eq!((cl.name.as_str(), cl.stream.as_str()), ("nas", "UPSCALED"));
         assert_eq!((cl.workers, cl.max_in_flight, cl.max_deliver), (1, 16, 5));
         assert_eq!(cl.ack_wait, Duration::from_secs(30));
-        assert!(Config::parse(Path::new("c.yaml"), MINIMAL).unwrap().cluster.is_none());
+        assert!(
+            Config::parse(Path::new("c.yaml"), MINIMAL)
+                .unwrap()
+                .cluster
+                .is_none()
+        );
 
         // Each mistake is named with its line and key; the token is never
         // taken from the config text, only from a file.

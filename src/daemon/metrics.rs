@@ -101,7 +101,12 @@ impl Metrics {
             ));
         }
         drop(stages);
-        for source in self.sources.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for source in self
+            .sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             out.push_str(&source());
         }
         out

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use notify::{EventKind, RecursiveMode, Watcher};
 
+use crate::cluster::coordinator::Coordinator;
 use crate::config::{Config, FolderRule, WatchMode};
 use crate::pipeline::{JobSpec, Pipeline};
-use crate::cluster::coordinator::Coordinator;
 use claim::{Claimed, WorkArea};
 use inbox::Settler;
 use job::{Context, Outcome};
@@ -614,7 +614,9 @@ impl Daemon {
         });
         let config = match loaded {
             Ok(new) if new.cluster != config.cluster => {
-                tracing::error!("reload refused: the cluster: section changed; restart the daemon for that");
+                tracing::error!(
+                    "reload refused: the cluster: section changed; restart the daemon for that"
+                );
                 let _ = new;
                 config
             }

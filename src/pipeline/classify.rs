@@ -11,7 +11,9 @@ use crate::models::drawing::DrawingClassifier;
 use crate::models::text_regions::{TextBox, TextDetector};
 use crate::raster::Raster;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     Photo,

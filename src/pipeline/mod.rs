@@ -295,12 +295,10 @@ impl Pipeline {
         let p = self.prepare(bytes, spec, &mut timer)?;
         let model_scale = p.route.model_scale;
         let model = if model_scale > 1 {
-            Some(self.upscalers.model_name(
-                &p.raster,
-                model_scale,
-                spec,
-                &p.classification,
-            )?)
+            Some(
+                self.upscalers
+                    .model_name(&p.raster, model_scale, spec, &p.classification)?,
+            )
         } else {
             None
         };
@@ -325,11 +323,12 @@ impl Pipeline {
             raster,
             source_size,
             classification,
-            route: Route {
-                needed,
-                model_scale,
-                ..
-            },
+            route:
+                Route {
+                    needed,
+                    model_scale,
+                    ..
+                },
             mut warnings,
         } = self.prepare(bytes, spec, &mut timer)?;
         let upscaler = if model_scale > 1 {
@@ -521,10 +520,7 @@ fn padded_canvas(target: &Target, content: (u32, u32)) -> (u32, u32) {
 /// output must measure.
 pub fn expected_size(choice: &Choice, target: Option<&Target>) -> (u32, u32) {
     let (w, h) = choice.routed_size;
-    let up = (
-        w * choice.model_scale.max(1),
-        h * choice.model_scale.max(1),
-    );
+    let up = (w * choice.model_scale.max(1), h * choice.model_scale.max(1));
     let Some(target) = target else {
         return up;
     };
