@@ -66,6 +66,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `text` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 /// A tiny deterministic generator for the kill schedule.
 struct Lcg(u64);
 
@@ -138,15 +156,16 @@ impl Cluster {
         self.root.join("logs").join(format!("{name}.log"))
     }
 
+    /// A process's log, colour codes taken out.
     fn log(&self, name: &str) -> String {
-        fs::read_to_string(self.log_path(name)).unwrap_or_default()
+        strip_ansi(&fs::read_to_string(self.log_path(name)).unwrap_or_default())
     }
 
     /// The last lines of every process's log, for a failure message.
     fn logs(&self) -> String {
         let mut out = String::new();
         for e in fs::read_dir(self.root.join("logs")).unwrap().flatten() {
-            let text = fs::read_to_string(e.path()).unwrap_or_default();
+            let text = strip_ansi(&fs::read_to_string(e.path()).unwrap_or_default());
             let lines: Vec<&str> = text.lines().collect();
             let from = lines.len().saturating_sub(60);
             out += &format!(
@@ -570,6 +589,19 @@ fn two_workers_do_each_file_exactly_once() {
             format!("the coordinator logged {name} done {n} times, not once")
         });
     }
+    // Both workers took part.
+    let by_worker: Vec<usize> = ["w-alpha", "w-beta"]
+        .iter()
+        .map(|w| {
+            let on = format!(" on worker {w}:");
+            log.lines()
+                .filter(|l| l.contains(" done ") && l.contains(&on))
+                .count()
+        })
+        .collect();
+    c.ensure(by_worker.iter().all(|&n| n > 0), || {
+        format!("files done by w-alpha, w-beta: {by_worker:?}")
+    });
 
     // The same files through local mode: the same bytes out.
     let config = c.local_config("local");
@@ -605,7 +637,7 @@ fn two_workers_do_each_file_exactly_once() {
         )
     });
     eprintln!(
-        "200 files: cluster (2 workers) {cluster_took:?}, local mode {local_took:?}; {} outputs identical",
+        "200 files: cluster (2 workers: {by_worker:?}) {cluster_took:?}, local mode {local_took:?}; {} outputs identical",
         cluster.len()
     );
 }
@@ -614,7 +646,9 @@ fn two_workers_do_each_file_exactly_once() {
 fn kills_lose_and_duplicate_nothing() {
     let nats = need_nats!();
     models(&[MODEL]);
-    let files = sources(30);
+    // Dropped as the workers need them, so each kill finds a backlog; all
+    // are in by the end.
+    let files = sources(96);
     let mut c = Cluster::new(nats);
     // Many attempts allowed: a file may be under several of the kills.
     let config = c.cluster_config("  max_in_flight: 8\n  ack_wait: 3s\n  max_deliver: 50\n");
@@ -625,30 +659,38 @@ fn kills_lose_and_duplicate_nothing() {
         c.start_worker(w, &slow);
     }
     let mut dropped = 0;
-    let mut drop_up_to = |c: &Cluster, n: usize| {
-        while dropped < n.min(files.len()) {
+    // Unfinished files (dropped, not yet in done/ or failed/).
+    let unfinished = |c: &Cluster, dropped: usize| {
+        dropped - sources_in(&c.path("done")).len() - sources_in(&c.path("failed")).len()
+    };
+    let mut top_up = |c: &Cluster, backlog: usize| {
+        while dropped < files.len() && unfinished(c, dropped) < backlog {
             let (name, bytes) = &files[dropped];
             drop_file(&c.path("in").join(name), bytes);
             dropped += 1;
         }
+        dropped
     };
-    drop_up_to(&c, 10);
-    std::thread::sleep(Duration::from_secs(2));
+    top_up(&c, 12);
+    std::thread::sleep(Duration::from_millis(1500));
 
     // 10 worker kills (W), 5 coordinator kills (C), one server restart (N),
     // files still arriving between them.
     let plan = "WWCWNWCWWCWCWWCW";
     let mut rng = Lcg(16);
     let mut next_worker = 0;
-    for (k, event) in plan.chars().enumerate() {
-        drop_up_to(&c, 10 + (k + 1) * 20 / plan.len());
-        // Past a restarted process's start-up, into its jobs.
-        std::thread::sleep(Duration::from_millis(1000 + rng.below(1000)));
+    let mut backlog_at_kills = Vec::new();
+    for event in plan.chars() {
+        // Enough queued that both workers are inside a job (400 ms each)
+        // when one is killed; past a restarted process's start-up.
+        top_up(&c, 10);
+        std::thread::sleep(Duration::from_millis(600 + rng.below(600)));
         match event {
             'W' => {
                 let w = workers[next_worker % 2];
                 next_worker += 1;
                 c.still_running(&[w]);
+                backlog_at_kills.push(unfinished(&c, top_up(&c, 0)));
                 c.kill(w);
                 c.start_worker(w, &slow);
             }
@@ -667,7 +709,8 @@ fn kills_lose_and_duplicate_nothing() {
             _ => unreachable!(),
         }
     }
-    drop_up_to(&c, files.len());
+    let dropped_during_kills = top_up(&c, 0);
+    top_up(&c, usize::MAX);
     let mut alive = vec!["nats", "coordinator"];
     alive.extend(workers);
     wait_finished(&mut c, "", files.len(), Duration::from_secs(180), &alive);
@@ -675,6 +718,11 @@ fn kills_lose_and_duplicate_nothing() {
     // ack_wait, then look.
     std::thread::sleep(Duration::from_secs(4));
     check_exactly_once(&c, "", &files);
+    // The kills were mid-run: every worker kill found files waiting, so
+    // the workers were busy (the test's own set-up, checked).
+    c.ensure(backlog_at_kills.iter().all(|&n| n >= 4), || {
+        format!("a worker was killed with little queued: unfinished at kills {backlog_at_kills:?}")
+    });
     let log = c.log("coordinator");
     c.ensure(!log.contains("panicked"), || {
         "a panic in the coordinator's log".into()
@@ -684,6 +732,22 @@ fn kills_lose_and_duplicate_nothing() {
             format!("a panic in {w}'s log")
         });
     }
+    // No file was finished twice (a duplicate result after a restart).
+    for (name, _) in &files {
+        let n = done_lines(&log, name);
+        c.ensure(n <= 1, || format!("{name} was logged done {n} times"));
+    }
+    // Jobs whose first try was killed wait out ack_wait (3 s) before they
+    // are run again: they show as slow in the done lines.
+    let slow_jobs = log
+        .lines()
+        .filter(|l| l.contains(" done "))
+        .filter_map(|l| l.rsplit_once("seconds=")?.1.trim().parse::<f64>().ok())
+        .filter(|&s| s >= 3.0)
+        .count();
+    eprintln!(
+        "{dropped_during_kills} files dropped during the kills; unfinished at the worker kills: {backlog_at_kills:?}; {slow_jobs} files took over ack_wait"
+    );
 
     // Each output is its own source's upscale (not another job's bytes
     // under its name): closer to its source than to any other of that size.
