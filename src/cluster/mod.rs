@@ -244,13 +244,7 @@ pub struct WorkerInfo {
     pub busy: Option<String>,
 }
 
-/// This host's name, for default worker and coordinator names.
-pub fn host_name() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
+pub use crate::config::host_name;
 
 /// The live workers in the registry.
 pub async fn live_workers(kv: &jetstream::kv::Store) -> Vec<WorkerInfo> {

@@ -189,6 +189,27 @@ pub struct ClusterSettings {
     pub max_deliver: u32,
 }
 
+/// This host's name (default coordinator and worker names).
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `text` with every character NATS would not take in a name made `_`.
+pub fn safe_token(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Names NATS takes as one subject token, consumer or bucket name.
 pub fn is_nats_token(s: &str) -> bool {
     !s.is_empty()
@@ -661,19 +682,7 @@ impl Validator {
             }
             v
         };
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() || ch == '-' {
-                    ch
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>();
-        let name = token(self, "cluster.name", c.name, host);
+        let name = token(self, "cluster.name", c.name, safe_token(&host_name()));
         let stream = token(self, "cluster.stream", c.stream, "UPSCALED".into());
         let bucket = token(self, "cluster.bucket", c.bucket, "upscaled".into());
         let ack_wait = self.duration(

@@ -267,16 +267,7 @@ fn render_remote(
 /// A claim's id in the cluster: the same across restarts and adoption.
 pub fn job_id(job: &Claimed) -> String {
     let (owner, n) = job.key();
-    format!("{owner}-{n}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::config::safe_token(&format!("{owner}-{n}"))
 }
 
 /// Puts one output in place. The temp file's identity is recorded before it
