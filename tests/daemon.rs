@@ -305,6 +305,45 @@ fn sigkill_twenty_times_loses_nothing_and_duplicates_nothing() {
     );
 }
 
+/// A daemon killed between creating a record's temp file and renaming it
+/// leaves that temp beside its jobs. The next daemon re-runs the jobs and,
+/// once they are done, removes the dead area with the temp in it, even when
+/// it is stopped long before its periodic sweep.
+#[test]
+fn a_dead_daemons_work_area_goes_with_its_temp_files() {
+    let s = Setup::new("");
+    let dead = s.path("in/.upscaled/work/deadhost-4242-0123456789abc");
+    fs::create_dir_all(&dead).unwrap();
+    fs::write(dead.join("lock"), b"").unwrap();
+    fs::write(
+        dead.join(".upscaled-deadhost-4242-0123456789abc-1-0.tmp"),
+        b"{",
+    )
+    .unwrap();
+    let (name, bytes) = fixtures(1).remove(0);
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    fs::write(
+        dead.join("2.job"),
+        format!("{{\"rel\":\"{hex}\",\"plan\":[]}}"),
+    )
+    .unwrap();
+    fs::write(dead.join("2.src"), &bytes).unwrap();
+    let daemon = s.start();
+    assert!(
+        wait_until(Duration::from_secs(60), || finished(&s).0.len() == 1),
+        "the dead daemon's job was not re-run: {:?}",
+        finished(&s)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let err = stop(daemon);
+    assert_eq!(finished(&s).0, vec![name], "{err}");
+    assert!(
+        !dead.exists(),
+        "dead area left behind: {:?}",
+        files_under(&dead)
+    );
+}
+
 #[test]
 fn two_daemons_on_one_folder_process_each_file_once() {
     let s = Setup::new("");

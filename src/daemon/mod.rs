@@ -388,6 +388,11 @@ pub fn run(config: Config, options: RunOptions, pipeline: Pipeline) -> Result<()
             }
         }
     }
+    if d.busy == 0 {
+        for i in 0..d.folders.len() {
+            d.drop_drained_areas(i);
+        }
+    }
     drop(d);
     drop(config);
     Ok(())
@@ -448,7 +453,14 @@ impl Daemon {
         for job in jobs {
             self.queue(&rule, job);
         }
-        // Adopted areas whose jobs are all finished go away.
+        self.drop_drained_areas(i);
+    }
+
+    /// Adopted areas whose jobs are all finished go away, with their lock and
+    /// any temp file the dead daemon left (not only at the next sweep: a
+    /// daemon stopped before then would leave them behind).
+    fn drop_drained_areas(&mut self, i: usize) {
+        let rule = self.folders[i].rule.clone();
         let known = &self.known;
         self.folders[i].adopted.retain(|area| {
             let busy = known.iter().any(|(owner, _)| owner == &area.owner);
@@ -486,6 +498,13 @@ impl Daemon {
             return;
         }
         self.known.remove(&job.claimed.key());
+        if let Some(i) = self
+            .folders
+            .iter()
+            .position(|f| f.rule.path == job.rule.path && f.own.owner != job.claimed.area.owner)
+        {
+            self.drop_drained_areas(i);
+        }
         if let Outcome::Done {
             kept: Some(key), ..
         } = &outcome
