@@ -6,12 +6,13 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 .PHONY: setup run test bench eval-unseen
 
 # nasm gives rav1e (AVIF) its fast paths; nats-server runs the cluster tests
-# (docs/cluster.md). Installed where we can (root + apt); without them AVIF is
+# (docs/cluster.md); exiftool and avifdec read the provenance tags back. Installed where we can (root + apt); without them AVIF is
 # slower and the cluster tests say SKIPPED.
 APT_GET = apt-get -o DPkg::Lock::Timeout=120
 setup:
 	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && $(APT_GET) update -qq && $(APT_GET) install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq nats-server >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq nats-server >/dev/null 2>&1))) || echo "note: nats-server not installed; the cluster tests will be skipped"
+	@command -v exiftool >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq libimage-exiftool-perl libavif-bin >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq libimage-exiftool-perl libavif-bin >/dev/null 2>&1))) || echo "note: exiftool not installed; the provenance tests check bytes only"
 	$(CARGO) build --release
 	$(BIN) fetch-samples
 	$(BIN) models fetch

@@ -913,6 +913,11 @@ fn models_fetch(names: &[String], force: bool) -> anyhow::Result<ExitCode> {
 
 fn models_list() -> anyhow::Result<ExitCode> {
     let dir = models_dir();
+    println!("looked for the models folder in this order:");
+    for c in models::models_dir_search() {
+        let mark = if c.chosen { "→" } else { " " };
+        println!("  {mark} {} ({})", c.dir.display(), c.source);
+    }
     let catalog = Catalog::builtin()?.with_user_models(&dir)?;
     let runtime = models::runtime::library_path(&dir);
     println!(

@@ -291,3 +291,32 @@ fn alpha_grey_and_16_bit_inputs_survive_the_model() {
         deep.to_luma16().as_raw().iter().copied().collect();
     assert!(levels.len() > 256, "only {} levels survived", levels.len());
 }
+
+/// After set-up, the binary finds the models fetched into the checkout from
+/// any working directory, and `models list` says where it looked.
+#[test]
+fn the_binary_finds_the_checkouts_models_from_any_folder() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_upscaled"))
+        .args(["models", "list"])
+        .current_dir(elsewhere.path())
+        .env_remove("UPSCALED_MODELS")
+        .env("HOME", elsewhere.path())
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let checkout = std::fs::canonicalize(concat!(env!("CARGO_MANIFEST_DIR"), "/models")).unwrap();
+    let chosen = text
+        .lines()
+        .find(|l| l.trim_start().starts_with('→'))
+        .unwrap_or_else(|| panic!("no chosen folder in:\n{text}"));
+    assert!(
+        chosen.contains(&checkout.display().to_string())
+            && chosen.contains("the checkout the binary was built in"),
+        "{text}"
+    );
+    assert!(text.contains("./models (a checkout)"), "{text}");
+    assert!(text.contains("ONNX Runtime installed"), "{text}");
+}

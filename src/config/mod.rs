@@ -757,9 +757,11 @@ impl Validator {
             ),
             None => format!(
                 "`models` is not set, and the default models folder {} {what} (the \
-                 default: $UPSCALED_MODELS, else ./models in a checkout, else \
-                 $XDG_DATA_HOME/upscaled/models or ~/.local/share/upscaled/models); set \
-                 `models:` or run `upscaled models fetch`",
+                 default: $UPSCALED_MODELS, else ./models in a checkout, else the checkout \
+                 the binary was built in, else /var/lib/upscaled/models, else \
+                 $XDG_DATA_HOME/upscaled/models or ~/.local/share/upscaled/models; \
+                 `upscaled models list` shows where it looked); set `models:` or run \
+                 `upscaled models fetch`",
                 dir.display()
             ),
         };

@@ -187,21 +187,81 @@ impl Catalog {
     }
 }
 
-/// Where imported models and the runtime library live: `$UPSCALED_MODELS`,
-/// else `./models` when run from a checkout, else `~/.local/share/upscaled/models`.
+/// One place [`models_dir`] looked, and what it found there.
+pub struct ModelsCandidate {
+    pub dir: PathBuf,
+    /// Why this place is on the list (`$UPSCALED_MODELS`, `./models`, ...).
+    pub source: &'static str,
+    pub chosen: bool,
+}
+
+/// Where imported models and the runtime library live, the first of:
+/// `$UPSCALED_MODELS`; `./models` in a checkout; the `models/` of the checkout
+/// the running binary was built in (so `target/release/upscaled` finds what
+/// `make run` fetched from any working directory); `/var/lib/upscaled/models`
+/// (the Debian package's folder) when it exists; else the user's data folder.
 pub fn models_dir() -> PathBuf {
+    models_dir_search()
+        .into_iter()
+        .find(|c| c.chosen)
+        .map(|c| c.dir)
+        .expect("the search always chooses one folder")
+}
+
+/// Every place [`models_dir`] considers, in order, with the chosen one marked;
+/// `models list` prints it so a user can see why a folder was (not) used.
+pub fn models_dir_search() -> Vec<ModelsCandidate> {
+    let mut out = Vec::new();
+    let push = |dir: PathBuf, source: &'static str, ok: bool, out: &mut Vec<ModelsCandidate>| {
+        let chosen = ok && !out.iter().any(|c: &ModelsCandidate| c.chosen);
+        out.push(ModelsCandidate {
+            dir,
+            source,
+            chosen,
+        });
+    };
     if let Some(dir) = std::env::var_os("UPSCALED_MODELS") {
-        return PathBuf::from(dir);
+        push(PathBuf::from(dir), "$UPSCALED_MODELS", true, &mut out);
     }
     let local = PathBuf::from("models");
-    if local.join("catalog.yaml").is_file() {
-        return std::fs::canonicalize(&local).unwrap_or(local);
+    let is_checkout = |d: &Path| d.join("catalog.yaml").is_file();
+    let local_ok = is_checkout(&local);
+    let local = if local_ok {
+        std::fs::canonicalize(&local).unwrap_or(local)
+    } else {
+        local
+    };
+    push(local, "./models (a checkout)", local_ok, &mut out);
+    // A binary under <checkout>/target/<profile>/ (or deps/ for tests): the
+    // nearest ancestor with models/catalog.yaml is the checkout it came from.
+    let built_in = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .map(|a| a.join("models"))
+            .find(|m| is_checkout(m))
+    });
+    if let Some(dir) = built_in {
+        push(dir, "the checkout the binary was built in", true, &mut out);
     }
+    let system = PathBuf::from("/var/lib/upscaled/models");
+    let system_ok = system.is_dir();
+    push(
+        system,
+        "the system folder (Debian package)",
+        system_ok,
+        &mut out,
+    );
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("/var/lib"));
-    data.join("upscaled/models")
+    push(
+        data.join("upscaled/models"),
+        "the user's data folder",
+        true,
+        &mut out,
+    );
+    out
 }
 
 pub fn onnx_path(models_dir: &Path, name: &str) -> PathBuf {

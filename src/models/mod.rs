@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use catalog::{Catalog, ModelEntry, models_dir, onnx_path};
+pub use catalog::{Catalog, ModelEntry, ModelsCandidate, models_dir, models_dir_search, onnx_path};
 
 use crate::fetch::{self, WheelPin};
 use crate::pipeline::write::{Collision, write_atomic};

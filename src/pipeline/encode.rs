@@ -71,6 +71,10 @@ pub struct EncodeSettings {
     pub high_bit_depth: bool,
     /// EXIF to embed (already filtered by the metadata policy).
     pub exif: Option<Vec<u8>>,
+    /// XMP packet to embed (provenance: which network edited the pixels).
+    pub xmp: Option<Vec<u8>>,
+    /// ICC profile to embed (`metadata: keep`; PNG says sRGB with its chunk).
+    pub icc: Option<Vec<u8>>,
     /// AVIF encoder speed, 1 (slow, small) ..= 10 (fast).
     pub avif_speed: u8,
     pub threads: usize,
@@ -84,6 +88,8 @@ impl Default for EncodeSettings {
             background: [255, 255, 255],
             high_bit_depth: false,
             exif: None,
+            xmp: None,
+            icc: None,
             avif_speed: DEFAULT_AVIF_SPEED,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -247,9 +253,18 @@ fn encode_avif(
         let px: &[rgb::RGB8] = bytemuck::cast_slice(pixels);
         encoder.encode_rgb(ravif::Img::new(px, w, h))
     };
-    result
+    let avif = result
         .map(|e| e.avif_file)
-        .map_err(|e| StageError::new(Stage::Encode, format!("AVIF encoder: {e}")))
+        .map_err(|e| StageError::new(Stage::Encode, format!("AVIF encoder: {e}")))?;
+    match &settings.xmp {
+        Some(xmp) => crate::pipeline::avif_xmp::add_xmp(&avif, xmp).map_err(|e| {
+            StageError::new(
+                Stage::Encode,
+                format!("adding the provenance XMP to AVIF: {e}"),
+            )
+        }),
+        None => Ok(avif),
+    }
 }
 
 fn encode_webp(
@@ -284,39 +299,78 @@ fn encode_webp(
         .encode_advanced(&config)
         .map_err(|e| StageError::new(Stage::Encode, format!("WebP encoder: {e:?}")))?;
     let bytes = memory.to_vec();
-    Ok(match &settings.exif {
-        Some(exif) => webp_with_exif(&bytes, exif, raster),
-        None => bytes,
+    let metadata = WebpMetadata {
+        icc: settings.icc.as_deref(),
+        exif: settings.exif.as_deref(),
+        xmp: settings.xmp.as_deref(),
+    };
+    Ok(if metadata.is_empty() {
+        bytes
+    } else {
+        webp_with_metadata(&bytes, &metadata, raster)
     })
 }
 
-/// Wraps a simple-format WebP into the extended (VP8X) container with an EXIF
-/// chunk; libwebp's encoder API has no muxer.
-fn webp_with_exif(webp: &[u8], exif: &[u8], raster: &Raster) -> Vec<u8> {
-    let body = &webp[12..];
-    let mut chunks = Vec::new();
-    let mut flags = 0x08u8; // EXIF present
-    if &body[..4] == b"VP8X" {
-        // Already extended (alpha): set the flag and append.
-        let mut b = body.to_vec();
-        b[8] |= flags;
-        chunks.extend_from_slice(&b);
-    } else {
-        if raster.has_alpha {
-            flags |= 0x10;
-        }
-        chunks.extend_from_slice(b"VP8X");
-        chunks.extend_from_slice(&10u32.to_le_bytes());
-        chunks.extend_from_slice(&[flags, 0, 0, 0]);
-        chunks.extend_from_slice(&(raster.width - 1).to_le_bytes()[..3]);
-        chunks.extend_from_slice(&(raster.height - 1).to_le_bytes()[..3]);
-        chunks.extend_from_slice(body);
+struct WebpMetadata<'a> {
+    icc: Option<&'a [u8]>,
+    exif: Option<&'a [u8]>,
+    xmp: Option<&'a [u8]>,
+}
+
+impl WebpMetadata<'_> {
+    fn is_empty(&self) -> bool {
+        self.icc.is_none() && self.exif.is_none() && self.xmp.is_none()
     }
-    chunks.extend_from_slice(b"EXIF");
-    chunks.extend_from_slice(&(exif.len() as u32).to_le_bytes());
-    chunks.extend_from_slice(exif);
-    if exif.len() % 2 == 1 {
-        chunks.push(0);
+}
+
+fn push_riff_chunk(out: &mut Vec<u8>, fourcc: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(fourcc);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        out.push(0);
+    }
+}
+
+/// Rewraps libwebp's output into the extended (VP8X) container with ICC, EXIF
+/// and XMP chunks in the order the container specifies (ICCP right after
+/// VP8X, EXIF and XMP after the image); libwebp's encoder API has no muxer.
+fn webp_with_metadata(webp: &[u8], metadata: &WebpMetadata, raster: &Raster) -> Vec<u8> {
+    let body = &webp[12..];
+    let mut flags = 0u8;
+    if metadata.icc.is_some() {
+        flags |= 0x20;
+    }
+    if metadata.exif.is_some() {
+        flags |= 0x08;
+    }
+    if metadata.xmp.is_some() {
+        flags |= 0x04;
+    }
+    // libwebp writes VP8X itself only for alpha: keep its flags, add ours.
+    let (mut vp8x, image) = if &body[..4] == b"VP8X" {
+        (body[8..18].to_vec(), &body[18..])
+    } else {
+        let mut v = vec![0u8, 0, 0, 0];
+        v.extend_from_slice(&(raster.width - 1).to_le_bytes()[..3]);
+        v.extend_from_slice(&(raster.height - 1).to_le_bytes()[..3]);
+        if raster.has_alpha {
+            v[0] |= 0x10;
+        }
+        (v, body)
+    };
+    vp8x[0] |= flags;
+    let mut chunks = Vec::new();
+    push_riff_chunk(&mut chunks, b"VP8X", &vp8x);
+    if let Some(icc) = metadata.icc {
+        push_riff_chunk(&mut chunks, b"ICCP", icc);
+    }
+    chunks.extend_from_slice(image);
+    if let Some(exif) = metadata.exif {
+        push_riff_chunk(&mut chunks, b"EXIF", exif);
+    }
+    if let Some(xmp) = metadata.xmp {
+        push_riff_chunk(&mut chunks, b"XMP ", xmp);
     }
     let mut out = Vec::with_capacity(chunks.len() + 12);
     out.extend_from_slice(b"RIFF");
@@ -347,6 +401,19 @@ fn encode_jpeg(
         if app1.len() < 65533 {
             started.write_marker(mozjpeg::Marker::APP(1), &app1);
         }
+    }
+    if let Some(xmp) = &settings.xmp {
+        let mut app1 = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+        app1.extend_from_slice(xmp);
+        if app1.len() < 65533 {
+            started.write_marker(mozjpeg::Marker::APP(1), &app1);
+        }
+    }
+    // One APP2 segment holds up to 65519 profile bytes; sRGB needs one.
+    if let Some(icc) = settings.icc.as_deref().filter(|p| p.len() <= 65519) {
+        let mut app2 = b"ICC_PROFILE\0\x01\x01".to_vec();
+        app2.extend_from_slice(icc);
+        started.write_marker(mozjpeg::Marker::APP(2), &app2);
     }
     started
         .write_scanlines(pixels)
@@ -379,6 +446,13 @@ fn encode_png(raster: &Raster, settings: &EncodeSettings) -> Result<Vec<u8>, Sta
     image.add_png_chunk(*b"sRGB", vec![0]); // perceptual intent
     if let Some(exif) = &settings.exif {
         image.add_png_chunk(*b"eXIf", exif.clone());
+    }
+    if let Some(xmp) = &settings.xmp {
+        // iTXt: keyword, NUL, not compressed, method, empty language and
+        // translated keyword, then the packet.
+        let mut itxt = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
+        itxt.extend_from_slice(xmp);
+        image.add_png_chunk(*b"iTXt", itxt);
     }
     // Preset 2 tries more filters; past 4 MP it took 20 s for a 4096² output on
     // 2 cores, so large images get preset 1 (a few % larger, several times faster).

@@ -5,6 +5,7 @@
 //!
 //! Each stage is its own module; this one holds the job description and the loop.
 
+pub mod avif_xmp;
 pub mod classify;
 pub mod crop;
 pub mod deadline;
@@ -402,6 +403,14 @@ impl Pipeline {
                 .map_or([255, 255, 255], |t| t.background),
             high_bit_depth: info.bit_depth > 8,
             exif: metadata::output_exif(info.exif.as_deref(), spec.metadata),
+            // Only a network's pixels need the AI label; interpolation is not one.
+            xmp: upscaler.as_ref().filter(|u| u.is_model()).map(|u| {
+                metadata::provenance_xmp(&metadata::Provenance {
+                    model: u.name(),
+                    scale: model_scale,
+                })
+            }),
+            icc: (spec.metadata == MetadataMode::Keep).then(metadata::srgb_icc),
             avif_speed: spec.avif_speed,
             threads: spec.threads,
         };
