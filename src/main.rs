@@ -204,7 +204,8 @@ struct ProcessArgs {
     height: Option<u32>,
     #[arg(long, value_enum)]
     fit: Option<Fit>,
-    /// Pad colour, and what replaces transparency in JPEG: '#RRGGBB'.
+    /// Pad colour, and what replaces transparency in JPEG: '#RRGGBB'; or
+    /// 'whiten': white, with near-white borders made pure white.
     #[arg(long)]
     background: Option<String>,
     /// Share of the box the subject fills in pad mode (0.05..1).
@@ -213,6 +214,9 @@ struct ProcessArgs {
     /// Output format; repeat for several outputs from one decode.
     #[arg(long = "format", value_enum)]
     formats: Vec<OutputFormat>,
+    /// Write formats the preset's platform does not accept.
+    #[arg(long)]
+    allow_other_formats: bool,
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: Option<u8>,
     /// Largest output in bytes: the highest quality that fits is searched.
@@ -256,6 +260,15 @@ fn main() -> ExitCode {
         _ => false,
     };
     init_logging(json_logs);
+    if !matches!(cli.command, Command::Run { .. } | Command::Worker(_)) {
+        // A listing piped into `head` ends quietly, as other tools do, instead
+        // of panicking on the closed pipe. The daemon keeps Rust's default
+        // (SIGPIPE ignored) so a closed socket is an error, not a kill.
+        // SAFETY: called once, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Run { config, workers } => run_daemon(config, workers),
         Command::Process(args) => process(args),
@@ -417,20 +430,31 @@ fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {
     if let Some(t) = args.threads {
         spec.threads = t.max(1);
     }
+    let whiten = args.background.as_deref() == Some("whiten");
     let background = args
         .background
         .as_deref()
+        .filter(|_| !whiten)
         .map(parse_colour)
         .transpose()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|e| anyhow::anyhow!("--background: {e}"))?;
     if let Some(name) = &args.preset {
         let preset = presets::get(name).map_err(anyhow::Error::msg)?;
         let mut target = preset.target();
         target.fit = args.fit.unwrap_or(target.fit);
         target.background = background.unwrap_or(target.background);
         target.fill = args.fill.or(target.fill);
+        target.whiten = whiten;
         spec.target = Some(target);
         spec.formats = preset.formats.clone();
+        spec.quality = args.quality.or(preset.quality);
+        if !args.allow_other_formats {
+            for f in &args.formats {
+                if let Some(refusal) = preset.refuses(name, *f) {
+                    anyhow::bail!("--format {f}: {refusal}");
+                }
+            }
+        }
         spec.max_bytes = args.max_bytes.or(preset.max_bytes);
         spec.min_source_side = preset.min_source_side;
     } else if args.width.is_some() || args.height.is_some() {
@@ -440,6 +464,8 @@ fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {
             fit: args.fit.unwrap_or_default(),
             background: background.unwrap_or([255, 255, 255]),
             fill: args.fill,
+            white_required: false,
+            whiten,
         });
     }
     if !args.formats.is_empty() {
@@ -963,24 +989,69 @@ fn models_list() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Each preset: what upscaled writes, then the platform's rules and where
+/// they come from, so a user can check them against the platform's page.
 fn print_presets() {
+    let list = |v: &[OutputFormat]| {
+        v.iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (name, p) in presets::all() {
-        let formats: Vec<String> = p.formats.iter().map(|f| f.to_string()).collect();
         let limit = p.max_bytes.map_or("no byte limit".to_string(), |b| {
             format!("max {:.1} MB", b as f64 / 1e6)
         });
         let fill = p.fill.map_or(String::new(), |f| {
             format!(", subject fills {:.0}%", f * 100.0)
         });
+        let quality = p
+            .quality
+            .map_or(String::new(), |q| format!(", quality {q}"));
+        println!("{name}: {} ({})", p.description, p.platform);
         println!(
-            "{name:<20} {}x{} {:?}{fill}, background {}, {}, {limit} — {}",
+            "  writes     {}x{} {:?}{fill}, background {}, {}{quality}, {limit}",
             p.width,
             p.height,
             p.fit,
             p.background,
-            formats.join("/"),
-            p.description
+            list(&p.formats),
         );
+        let mut accepts = list(&p.accepts);
+        if !p.rules.also_accepts.is_empty() {
+            accepts += &format!(
+                " (also {}, not written here)",
+                p.rules.also_accepts.join(", ")
+            );
+        }
+        println!("  accepts    {accepts}");
+        let r = &p.rules;
+        let sides = match (r.min_side, r.max_side) {
+            (Some(a), Some(b)) => format!("long side {a}–{b} px"),
+            (Some(a), None) => format!("long side at least {a} px"),
+            (None, Some(b)) => format!("long side at most {b} px"),
+            (None, None) => "no size limits given".into(),
+        };
+        let aspect = r
+            .aspect
+            .as_deref()
+            .map_or(String::new(), |a| format!("aspect {a}, "));
+        println!(
+            "  rules      {aspect}{sides}; colour {}; background {}",
+            r.colour, r.background
+        );
+        let s = &p.source;
+        let mut source = s.title.clone();
+        for e in [&s.url, &s.date].into_iter().flatten() {
+            source += &format!("; {e}");
+        }
+        if let Some(c) = &s.checked {
+            source += &format!("; read {c}");
+        }
+        println!("  source     {source}");
+        if let Some(n) = &s.note {
+            println!("  note       {n}");
+        }
     }
 }
 

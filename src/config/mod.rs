@@ -913,6 +913,7 @@ impl Validator {
             formats: f.formats,
             quality: f.quality,
             max_bytes: f.max_bytes,
+            allow_other_formats: f.allow_other_formats,
             unknown: Unknown::new(),
         };
         let targets: Vec<OutputTarget> = match f.targets {
@@ -1130,9 +1131,12 @@ impl Validator {
                 Fit::Contain
             }
         };
+        // `whiten`: a white background, with near-white borders made pure white.
+        let whiten = t.background.as_deref() == Some("whiten");
         let background = match t
             .background
             .as_deref()
+            .filter(|_| !whiten)
             .or(preset.map(|p| p.background.as_str()))
         {
             None => [255, 255, 255],
@@ -1159,7 +1163,10 @@ impl Validator {
             fit,
             background,
             fill: t.fill.or(preset.and_then(|p| p.fill)),
+            white_required: preset.is_some_and(|p| p.rules.pure_white),
+            whiten,
         });
+        let own_formats = t.formats.is_some();
         let format_names = t
             .formats
             .or_else(|| inherit.and_then(|i| i.formats.clone()));
@@ -1182,6 +1189,22 @@ impl Validator {
             }
             None => preset.map_or(vec![OutputFormat::Webp], |p| p.formats.clone()),
         };
+        let allow_other = t
+            .allow_other_formats
+            .or(inherit.and_then(|i| i.allow_other_formats))
+            .unwrap_or(false);
+        if let (Some(p), Some(name), false) = (preset, t.preset.as_deref(), allow_other) {
+            for (i, f) in formats.iter().enumerate() {
+                if let Some(refusal) = p.refuses(name, *f) {
+                    let at = if own_formats {
+                        format!("{key}.formats[{i}]")
+                    } else {
+                        format!("{key}.preset")
+                    };
+                    self.error(&at, refusal);
+                }
+            }
+        }
         if let Some(name) = &t.name
             && let Err(e) = name_template::check_target_name(name)
         {
@@ -1193,7 +1216,10 @@ impl Validator {
                 "must be more than 0 (no file fits in 0 bytes)",
             );
         }
-        let quality = t.quality.or(inherit.and_then(|i| i.quality));
+        let quality = t
+            .quality
+            .or(inherit.and_then(|i| i.quality))
+            .or(preset.and_then(|p| p.quality));
         if let Some(q) = quality
             && !(1..=100).contains(&q)
         {
@@ -1360,6 +1386,47 @@ mod tests {
         ] {
             assert!(shown.contains(want), "{want:?} missing from:\n{shown}");
         }
+    }
+
+    #[test]
+    fn a_format_the_platform_refuses_is_an_error_unless_allowed() {
+        let folder = |extra: &str| {
+            format!(
+                "folders:\n  - path: /srv/drop/a\n    output: /srv/out/a\n    preset: amazon-main\n{extra}"
+            )
+        };
+        let e = Config::parse(Path::new("c.yaml"), &folder("    formats: [jpeg, webp]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.yaml:5:")
+                && e.contains("folders[0].formats[1]: Amazon does not accept webp uploads"),
+            "{e}"
+        );
+        // In a target list, a folder-wide format is refused for each preset that refuses it.
+        let listed = "folders:\n  - path: /srv/drop/a\n    output: /srv/out/a\n    formats: [avif]\n    targets:\n      - preset: walmart\n      - preset: web-hero\n";
+        let e = Config::parse(Path::new("c.yaml"), listed).unwrap_err();
+        assert_eq!(e.issues.len(), 1, "{e}");
+        assert!(
+            e.to_string()
+                .contains("folders[0].targets[0].preset: Walmart"),
+            "{e}"
+        );
+        // The explicit override, and the preset's own formats and quality.
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            &folder("    formats: [webp]\n    allow_other_formats: true\n    background: whiten\n"),
+        )
+        .unwrap();
+        let t = &c.folders[0].targets[0];
+        assert_eq!(t.formats, vec![OutputFormat::Webp]);
+        let target = t.target.as_ref().unwrap();
+        assert!(target.whiten && target.white_required);
+        assert_eq!(target.background, [255, 255, 255]);
+        let ebay = "folders:\n  - path: /srv/drop/a\n    output: /srv/out/a\n    preset: ebay\n";
+        let c = Config::parse(Path::new("c.yaml"), ebay).unwrap();
+        assert_eq!(c.folders[0].targets[0].quality, Some(90));
+        assert_eq!(c.folders[0].targets[0].formats, vec![OutputFormat::Jpeg]);
     }
 
     #[test]

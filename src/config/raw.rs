@@ -102,6 +102,7 @@ pub struct RawTarget {
     pub formats: Option<Vec<String>>,
     pub quality: Option<u8>,
     pub max_bytes: Option<u64>,
+    pub allow_other_formats: Option<bool>,
     pub unknown: Unknown,
 }
 
@@ -131,6 +132,7 @@ pub struct RawFolder {
     pub formats: Option<Vec<String>>,
     pub quality: Option<u8>,
     pub max_bytes: Option<u64>,
+    pub allow_other_formats: Option<bool>,
     pub smart: Option<RawSmart>,
     pub trim: Option<bool>,
     pub metadata: Option<String>,
@@ -188,6 +190,7 @@ pub const TARGET_KEYS: &[&str] = &[
     "formats",
     "quality",
     "max_bytes",
+    "allow_other_formats",
 ];
 pub const SMART_KEYS: &[&str] = &["scale", "model", "quality"];
 pub const FOLDER_KEYS: &[&str] = &[
@@ -206,6 +209,7 @@ pub const FOLDER_KEYS: &[&str] = &[
     "formats",
     "quality",
     "max_bytes",
+    "allow_other_formats",
     "smart",
     "trim",
     "metadata",
@@ -471,6 +475,7 @@ impl Reader<'_> {
             formats: self.strings(m, p, "formats"),
             quality: self.uint(m, p, "quality"),
             max_bytes: self.uint(m, p, "max_bytes"),
+            allow_other_formats: self.boolean(m, p, "allow_other_formats"),
             unknown: unknown(m, TARGET_KEYS),
         }
     }
@@ -492,6 +497,7 @@ impl Reader<'_> {
             formats: self.strings(m, p, "formats"),
             quality: self.uint(m, p, "quality"),
             max_bytes: self.uint(m, p, "max_bytes"),
+            allow_other_formats: self.boolean(m, p, "allow_other_formats"),
             smart: self.sub(m, p, "smart", |r, p, m| RawSmart {
                 scale: r.value(m, "scale").cloned(),
                 model: r.string(m, p, "model"),

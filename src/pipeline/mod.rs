@@ -6,6 +6,7 @@
 //! Each stage is its own module; this one holds the job description and the loop.
 
 pub mod avif_xmp;
+pub mod background;
 pub mod classify;
 pub mod crop;
 pub mod deadline;
@@ -54,6 +55,13 @@ pub struct Target {
     pub background: [u8; 3],
     /// In `pad` mode, the share of the box the subject fills (Amazon: 0.85).
     pub fill: Option<f64>,
+    /// The platform wants the picture on pure white (checked; warns when not).
+    #[serde(default)]
+    pub white_required: bool,
+    /// `background: whiten`: near-white background touching the border
+    /// becomes pure white.
+    #[serde(default)]
+    pub whiten: bool,
 }
 
 impl Default for Target {
@@ -64,6 +72,8 @@ impl Default for Target {
             fit: Fit::Contain,
             background: [255, 255, 255],
             fill: None,
+            white_required: false,
+            whiten: false,
         }
     }
 }
@@ -266,6 +276,10 @@ impl Pipeline {
         {
             raster = trimmed;
         }
+        if let Some(t) = spec.target.as_ref().filter(|t| t.white_required) {
+            let border = background::border(&raster);
+            warnings.extend(background::white_rule_warning(border, t.whiten));
+        }
         timer.lap(Stage::Crop);
 
         deadline::check(spec.deadline.as_ref(), Stage::Classify)?;
@@ -386,12 +400,17 @@ impl Pipeline {
         timer.lap(Stage::Upscale);
 
         deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
-        let raster = match &spec.target {
+        let mut raster = match &spec.target {
             Some(target) => {
                 fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?
             }
             None => raster,
         };
+        // After the resize, so that what the model and resampler left near
+        // white at the edge goes too; the pad, already white, carries the fill.
+        if spec.target.as_ref().is_some_and(|t| t.whiten) {
+            background::whiten(&mut raster);
+        }
         timer.lap(Stage::Resize);
 
         let settings = EncodeSettings {
@@ -513,7 +532,7 @@ fn reachable_target(target: &Target, residual: f64) -> Option<Target> {
             target.fit
         },
         fill: None,
-        background: target.background,
+        ..target.clone()
     })
 }
 
