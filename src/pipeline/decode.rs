@@ -3,6 +3,7 @@
 //! The format is sniffed from the bytes (never the extension), resource limits are
 //! checked before any pixel is allocated, EXIF orientation is applied, and embedded
 //! ICC profiles (Display P3, Adobe RGB, CMYK) are converted to sRGB with lcms2.
+//! JPEG XL, HEIC and AVIF go to `decode_modern`.
 
 use std::io::Cursor;
 
@@ -73,14 +74,10 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, StageError
             ),
         ));
     }
-    if let Some(modern) = sniff_unsupported(bytes) {
-        return Err(StageError::new(
-            Stage::Decode,
-            format!(
-                "{} is not supported yet; convert it to JPEG or PNG first",
-                modern.name()
-            ),
-        ));
+    if let Some(kind) = sniff_modern(bytes) {
+        return catch_panic(Stage::Decode, || {
+            super::decode_modern::decode(bytes, kind, limits)
+        });
     }
     let format = image::guess_format(bytes).map_err(|_| {
         StageError::new(
@@ -188,7 +185,11 @@ fn decode_format(
     Ok(Decoded { raster, info })
 }
 
-fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), StageError> {
+pub(crate) fn check_dimensions(
+    width: u32,
+    height: u32,
+    limits: &DecodeLimits,
+) -> Result<(), StageError> {
     if width == 0 || height == 0 {
         return Err(StageError::new(
             Stage::Decode,
@@ -349,7 +350,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Converts RGB pixels tagged with a non-sRGB profile to sRGB in place.
-fn convert_rgb_profile_to_srgb(raster: &mut Raster, icc: &[u8], info: &mut SourceInfo) {
+pub(crate) fn convert_rgb_profile_to_srgb(raster: &mut Raster, icc: &[u8], info: &mut SourceInfo) {
     let Ok(source) = lcms2::Profile::new_icc(icc) else {
         info.notes
             .push("embedded ICC profile is unreadable; pixels used as sRGB".into());
@@ -398,7 +399,7 @@ fn is_srgb(profile: &lcms2::Profile) -> bool {
 
 /// Image formats recognised by their signature but not decoded (yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unsupported {
+pub enum Modern {
     /// HEIC/HEIF: an ISO-BMFF `ftyp` box with a HEIF brand.
     Heif,
     /// AVIF: an ISO-BMFF `ftyp` box with an AVIF brand.
@@ -407,22 +408,23 @@ pub enum Unsupported {
     JpegXl,
 }
 
-impl Unsupported {
+impl Modern {
     /// What a user knows the format as.
     pub fn name(self) -> &'static str {
         match self {
-            Unsupported::Heif => "HEIC/HEIF (e.g. iPhone photos)",
-            Unsupported::Avif => "AVIF",
-            Unsupported::JpegXl => "JPEG XL",
+            Modern::Heif => "HEIC/HEIF (e.g. iPhone photos)",
+            Modern::Avif => "AVIF",
+            Modern::JpegXl => "JPEG XL",
         }
     }
 }
 
-/// The format of `bytes` when it is one of the modern ones decode refuses;
-/// None for everything else (which `image::guess_format` then looks at).
-pub fn sniff_unsupported(bytes: &[u8]) -> Option<Unsupported> {
+/// The format of `bytes` when it is one of the modern ones `image` does not
+/// read (decode_modern does); None for everything else (which
+/// `image::guess_format` then looks at).
+pub fn sniff_modern(bytes: &[u8]) -> Option<Modern> {
     if bytes.starts_with(&[0xff, 0x0a]) || bytes.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n") {
-        return Some(Unsupported::JpegXl);
+        return Some(Modern::JpegXl);
     }
     // ISO-BMFF: size(4) "ftyp" major(4) minor_version(4) compatible brands(4 each).
     if bytes.len() < 12 || &bytes[4..8] != b"ftyp" {
@@ -435,11 +437,11 @@ pub fn sniff_unsupported(bytes: &[u8]) -> Option<Unsupported> {
     let any = |set: &[&[u8; 4]]| brands.iter().any(|b| set.iter().any(|s| b == s));
     // AVIF files list mif1 too: AVIF is decided first.
     if any(&[b"avif", b"avis"]) {
-        Some(Unsupported::Avif)
+        Some(Modern::Avif)
     } else if any(&[
         b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"hevc", b"hevx",
     ]) {
-        Some(Unsupported::Heif)
+        Some(Modern::Heif)
     } else {
         None
     }
@@ -603,30 +605,26 @@ mod tests {
             }
             b
         };
-        let heif = Some(Unsupported::Heif);
-        assert_eq!(sniff_unsupported(&ftyp(&[b"heic", b"mif1"])), heif);
-        assert_eq!(sniff_unsupported(&ftyp(&[b"mif1", b"heic"])), heif);
-        assert_eq!(sniff_unsupported(&ftyp(&[b"msf1", b"hevc"])), heif);
-        let avif = Some(Unsupported::Avif);
-        assert_eq!(sniff_unsupported(&ftyp(&[b"avif", b"mif1", b"miaf"])), avif);
-        assert_eq!(sniff_unsupported(&ftyp(&[b"mif1", b"avif"])), avif);
-        assert_eq!(sniff_unsupported(&ftyp(&[b"isom", b"mp42"])), None);
+        let heif = Some(Modern::Heif);
+        assert_eq!(sniff_modern(&ftyp(&[b"heic", b"mif1"])), heif);
+        assert_eq!(sniff_modern(&ftyp(&[b"mif1", b"heic"])), heif);
+        assert_eq!(sniff_modern(&ftyp(&[b"msf1", b"hevc"])), heif);
+        let avif = Some(Modern::Avif);
+        assert_eq!(sniff_modern(&ftyp(&[b"avif", b"mif1", b"miaf"])), avif);
+        assert_eq!(sniff_modern(&ftyp(&[b"mif1", b"avif"])), avif);
+        assert_eq!(sniff_modern(&ftyp(&[b"isom", b"mp42"])), None);
+        assert_eq!(sniff_modern(&[0xff, 0x0a, 0, 0]), Some(Modern::JpegXl));
         assert_eq!(
-            sniff_unsupported(&[0xff, 0x0a, 0, 0]),
-            Some(Unsupported::JpegXl)
+            sniff_modern(b"\0\0\0\x0cJXL \r\n\x87\n\0\0"),
+            Some(Modern::JpegXl)
         );
-        assert_eq!(
-            sniff_unsupported(b"\0\0\0\x0cJXL \r\n\x87\n\0\0"),
-            Some(Unsupported::JpegXl)
-        );
-        assert_eq!(sniff_unsupported(b"\xff\xd8\xff\xe0"), None);
+        assert_eq!(sniff_modern(b"\xff\xd8\xff\xe0"), None);
         // The message a user sees.
         let e = decode(&ftyp(&[b"heic"]), &DecodeLimits::default())
             .err()
             .unwrap();
         assert!(
-            e.cause
-                .starts_with("HEIC/HEIF (e.g. iPhone photos) is not supported yet"),
+            e.cause.starts_with("HEIC/HEIF (e.g. iPhone photos)"),
             "{}",
             e.cause
         );

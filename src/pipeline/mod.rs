@@ -11,6 +11,7 @@ pub mod classify;
 pub mod crop;
 pub mod deadline;
 pub mod decode;
+mod decode_modern;
 pub mod encode;
 pub mod metadata;
 pub mod resize;
