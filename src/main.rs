@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use upscaled::config::{Config, LogFormat, QualityLevel};
 use upscaled::error::JobError;
@@ -309,26 +311,33 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // The NATS client says every (re)connect at info; ours say it once.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry();
     if upscaled::daemon::systemd::under_journal()
         && let Ok(journal) = upscaled::daemon::systemd::JournalLayer::new()
     {
-        registry.with(journal).init();
+        registry.with(journal.with_filter(filter)).init();
     } else if json {
         registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .init();
     } else {
+        // On a terminal, model runs also get a bar of tiles (cli::progress);
+        // the filter is per layer so that the tile events reach it.
+        let tiles = tracing_subscriber::filter::Targets::new()
+            .with_target("upscaled::tiles", tracing::Level::TRACE);
         registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_target(false),
+                    .with_writer(cli::progress::LogWriter)
+                    .with_target(false)
+                    .with_filter(filter),
             )
+            .with(cli::progress::TileBars::default().with_filter(tiles))
             .init();
     }
 }
@@ -501,7 +510,7 @@ fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     };
     let library = ModelLibrary::new(catalog, models_dir(), spec.threads, tiles, forced)?;
     let pipeline = Pipeline::with_source(Box::new(library));
-    let progress = progress_bar(args.files.len());
+    let progress = cli::progress::files_bar(args.files.len());
     let mut failures = 0;
     for input in &args.files {
         let stem = input
@@ -538,20 +547,6 @@ fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress_bar(files: usize) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    (files > 1 && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(files as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} files, {elapsed} elapsed, ~{eta} left",
-            )
-            .expect("valid template"),
-        );
-        bar
-    })
 }
 
 fn log_report(r: &JobReport) {

@@ -110,8 +110,15 @@ impl ModelUpscaler {
                 bail!(e.cause); // the caller names the stage
             }
             band.grow_to(y1 as usize * s);
-            for &(x0, x1) in &columns {
+            for (c, &(x0, x1)) in columns.iter().enumerate() {
                 self.run_tile(raster, [x0, x1, y0, y1], overlap, &mut band)?;
+                // For the terminal's progress bar (src/cli/progress.rs).
+                tracing::trace!(
+                    target: "upscaled::tiles",
+                    model = self.name.as_str(),
+                    done = (r * columns.len() + c + 1) as u64,
+                    total = (rows.len() * columns.len()) as u64,
+                );
             }
             let done_until = rows.get(r + 1).map_or(oh, |next| next.0 as usize * s);
             band.flush(&mut out, done_until);
