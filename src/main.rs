@@ -67,6 +67,9 @@ enum Command {
         /// Side of the source crop in pixels.
         #[arg(long, default_value_t = 128)]
         crop: u32,
+        /// The Smart mode level whose pick is marked: fast, balanced or best.
+        #[arg(long, default_value = "balanced", value_parser = parse_level)]
+        level: QualityLevel,
     },
     /// List the built-in platform presets.
     Presets,
@@ -281,7 +284,8 @@ fn main() -> ExitCode {
             output,
             scale,
             crop,
-        } => compare(&file, &output, scale, crop),
+            level,
+        } => cli::compare::run(&file, &output, scale, crop, level),
         Command::Presets => {
             print_presets();
             Ok(ExitCode::SUCCESS)
@@ -701,106 +705,6 @@ fn explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         }
         None => println!("estimate:   no measured speed for this model"),
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn compare(file: &Path, output: &Path, scale: Option<u32>, side: u32) -> anyhow::Result<ExitCode> {
-    use upscaled::pipeline::classify;
-    use upscaled::raster::Raster;
-    let (bytes, decoded) = read_input(file)?;
-    let raster = decoded.raster.without_alpha();
-    let scale = scale.unwrap_or(if raster.width.max(raster.height) <= 512 {
-        4
-    } else {
-        2
-    });
-    anyhow::ensure!(matches!(scale, 2 | 4), "--scale must be 2 or 4");
-    let library = inspection_library()?;
-    let c = classify::classify(&raster, &bytes, library.networks());
-    // The crop: around the first face, else the centre.
-    let side = side.min(raster.width).min(raster.height);
-    let (cx, cy) = c
-        .faces
-        .first()
-        .map_or((raster.width / 2, raster.height / 2), |f| {
-            (f.x + f.width / 2, f.y + f.height / 2)
-        });
-    let x0 = cx.saturating_sub(side / 2).min(raster.width - side);
-    let y0 = cy.saturating_sub(side / 2).min(raster.height - side);
-    let mut crop = Raster::new(side, side, false);
-    for y in 0..side {
-        let src = ((y0 + y) * raster.width + x0) as usize * 3;
-        let dst = (y * side) as usize * 3;
-        crop.data[dst..dst + side as usize * 3]
-            .copy_from_slice(&raster.data[src..src + side as usize * 3]);
-    }
-    let mut names = Vec::new();
-    for level in [
-        QualityLevel::Balanced,
-        QualityLevel::Fast,
-        QualityLevel::Best,
-    ] {
-        let spec = JobSpec {
-            level,
-            ..JobSpec::default()
-        };
-        names.push(library.choose(scale, &spec, &c));
-    }
-    names.push(ModelLibrary::default_for_scale(scale).to_string());
-    names.dedup();
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-
-    let out_side = side * scale;
-    let gap = 8;
-    let columns = names.len() as u32 + 1;
-    let mut sheet = image::RgbImage::from_pixel(
-        columns * (out_side + gap) - gap,
-        out_side,
-        image::Rgb([255, 255, 255]),
-    );
-    let small = image::RgbImage::from_raw(side, side, crop.to_u8()).expect("crop size");
-    let bicubic = image::imageops::resize(&small, out_side, out_side, image::imageops::CatmullRom);
-    image::imageops::replace(&mut sheet, &bicubic, 0, 0);
-    println!(
-        "{}: {} (confidence {:.2}), {} face(s); crop {side}px at ({x0},{y0}), {scale}x",
-        file.display(),
-        c.class,
-        c.confidence,
-        c.faces.len()
-    );
-    println!("column 1: bicubic");
-    for (i, name) in names.iter().enumerate() {
-        let model = library.load(name)?;
-        let up = upscaled::pipeline::upscale::upscale(model.as_ref(), crop.clone(), scale, None)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let img =
-            image::RgbImage::from_raw(up.width, up.height, up.to_u8()).expect("model output size");
-        image::imageops::replace(
-            &mut sheet,
-            &img,
-            ((i as u32 + 1) * (out_side + gap)) as i64,
-            0,
-        );
-        let note = if i == 0 {
-            " (Smart mode's pick, balanced)"
-        } else {
-            ""
-        };
-        println!("column {}: {name}{note}", i + 2);
-    }
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(sheet)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    if same_file(file, output) {
-        anyhow::bail!(
-            "{} is the input; the sheet must go elsewhere",
-            output.display()
-        );
-    }
-    upscaled::pipeline::write::write_atomic(output, &png, Collision::Replace)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("wrote {}", output.display());
     Ok(ExitCode::SUCCESS)
 }
 

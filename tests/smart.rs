@@ -413,7 +413,7 @@ fn text_in_a_photo_comes_from_the_fidelity_model() {
 }
 
 #[test]
-fn compare_renders_a_sheet_with_a_legend() {
+fn compare_renders_a_labelled_sheet() {
     models(&["spanx4_ch48", "spanx4_ch52"]);
     let dir = tempfile::tempdir().unwrap();
     let sheet = dir.path().join("sheet.png");
@@ -424,14 +424,43 @@ fn compare_renders_a_sheet_with_a_legend() {
         sheet.to_str().unwrap(),
         "--crop",
         "40",
+        "--level",
+        "best",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let legend = String::from_utf8_lossy(&out.stdout);
     let columns = legend.lines().filter(|l| l.starts_with("column")).count() as u32;
-    assert!(
-        legend.contains("column 1: bicubic") && columns >= 2,
-        "{legend}"
+    for want in [
+        "column 1: full frame",
+        "column 2: original pixels",
+        "column 3: bicubic",
+        "best pick",
+    ] {
+        assert!(legend.contains(want), "{want:?} missing:\n{legend}");
+    }
+    assert!(columns >= 4, "{legend}");
+    // 40 px at 4x: 160 px cells, 8 px apart, a 24 px label strip below.
+    let img = image::open(&sheet).unwrap().to_rgb8();
+    assert_eq!(
+        (img.width(), img.height()),
+        (columns * (160 + 8) - 8, 160 + 24)
     );
-    let img = image::open(&sheet).unwrap();
-    assert_eq!((img.width(), img.height()), (columns * (160 + 8) - 8, 160));
+    for c in 0..columns {
+        let x0 = c * 168;
+        let ink = (x0..x0 + 160)
+            .flat_map(|x| (160..184).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] < 100)
+            .count();
+        assert!(
+            ink > 30,
+            "column {} has no label ({ink} dark pixels)",
+            c + 1
+        );
+    }
+    // The full frame marks the crop in red.
+    let red = (0..160)
+        .flat_map(|x| (0..160).map(move |y| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0 == [230, 20, 20])
+        .count();
+    assert!(red >= 8, "no crop box in the full frame ({red} red pixels)");
 }

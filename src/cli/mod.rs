@@ -1,3 +1,6 @@
-//! Pieces of the command line that are not a subcommand's own work.
+//! The command line's own pieces: subcommands moved out of main.rs, and what
+//! they share.
 
+pub mod compare;
+pub mod label;
 pub mod progress;
