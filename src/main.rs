@@ -730,12 +730,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn parse_level(text: &str) -> Result<QualityLevel, String> {
-    match text {
-        "fast" => Ok(QualityLevel::Fast),
-        "balanced" => Ok(QualityLevel::Balanced),
-        "best" => Ok(QualityLevel::Best),
-        other => Err(format!("must be fast, balanced or best, not {other:?}")),
-    }
+    QualityLevel::parse(text)
 }
 
 /// The models `explain` and `compare` look at: built-in and the user's own,

@@ -146,7 +146,7 @@ pub fn run(
             .map(|e| format!("{:?}", e.kind).to_lowercase())
             .unwrap_or_else(|_| "model".into());
         let pick = if i == 0 {
-            format!(", {} pick", level_name(level))
+            format!(", {} pick", level.name())
         } else {
             String::new()
         };
@@ -160,14 +160,6 @@ pub fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("wrote {}", output.display());
     Ok(ExitCode::SUCCESS)
-}
-
-fn level_name(level: QualityLevel) -> &'static str {
-    match level {
-        QualityLevel::Fast => "fast",
-        QualityLevel::Balanced => "balanced",
-        QualityLevel::Best => "best",
-    }
 }
 
 /// The whole picture fitted into a `side` square, with the crop outlined in red.

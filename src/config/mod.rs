@@ -95,6 +95,31 @@ pub enum QualityLevel {
     Best,
 }
 
+impl QualityLevel {
+    const ALL: [QualityLevel; 3] = [
+        QualityLevel::Fast,
+        QualityLevel::Balanced,
+        QualityLevel::Best,
+    ];
+
+    /// The name used in configs, on the command line and in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            QualityLevel::Fast => "fast",
+            QualityLevel::Balanced => "balanced",
+            QualityLevel::Best => "best",
+        }
+    }
+
+    /// The level called `text`, or the error both config and CLI give.
+    pub fn parse(text: &str) -> Result<QualityLevel, String> {
+        QualityLevel::ALL
+            .into_iter()
+            .find(|l| l.name() == text)
+            .ok_or_else(|| format!("must be fast, balanced or best, not {text:?}"))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SmartOptions {
     pub scale: ScaleChoice,
@@ -961,15 +986,11 @@ impl Validator {
                 })
             }
         };
-        let quality = match smart_raw.quality.as_deref() {
-            None | Some("balanced") => QualityLevel::Balanced,
-            Some("fast") => QualityLevel::Fast,
-            Some("best") => QualityLevel::Best,
-            Some(other) => {
-                self.error(
-                    &format!("{key}.smart.quality"),
-                    format!("must be fast, balanced or best, not {other:?}"),
-                );
+        let quality = match smart_raw.quality.as_deref().map(QualityLevel::parse) {
+            None => QualityLevel::Balanced,
+            Some(Ok(level)) => level,
+            Some(Err(e)) => {
+                self.error(&format!("{key}.smart.quality"), e);
                 QualityLevel::Balanced
             }
         };

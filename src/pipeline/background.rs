@@ -3,7 +3,7 @@
 //! sets the near-white background that touches the border to pure white and
 //! leaves everything the border does not reach (the product) alone.
 
-use crate::raster::Raster;
+use crate::raster::{Raster, u16_to_u8 as to8};
 
 /// Lowest 8-bit value, in every channel, that still reads as a white backdrop:
 /// off-white studio sweeps and JPEG noise sit at 240–254, while the lightest
@@ -15,10 +15,6 @@ pub const NEAR_WHITE_MIN: u8 = 235;
 pub struct Border {
     pub pure: f64,
     pub near: f64,
-}
-
-fn to8(v: u16) -> u8 {
-    ((v as u32 + 128) / 257) as u8
 }
 
 /// A transparent pixel counts as background: it is flattened onto the white
