@@ -28,13 +28,13 @@ pub fn run(
     side: u32,
     level: QualityLevel,
 ) -> anyhow::Result<ExitCode> {
-    if crate::same_file(file, output) {
+    if super::common::same_file(file, output) {
         anyhow::bail!(
             "{} is the input; the sheet must go elsewhere",
             output.display()
         );
     }
-    let (bytes, decoded) = crate::read_input(file)?;
+    let (bytes, decoded) = super::common::read_input(file)?;
     let raster = decoded.raster.without_alpha();
     let scale = scale.unwrap_or(if raster.width.max(raster.height) <= 512 {
         4
@@ -42,7 +42,7 @@ pub fn run(
         2
     });
     anyhow::ensure!(matches!(scale, 2 | 4), "--scale must be 2 or 4");
-    let library = crate::inspection_library()?;
+    let library = super::common::inspection_library()?;
     let c = classify::classify(&raster, &bytes, library.networks());
     // The crop: around the first face, else the centre.
     let side = side.min(raster.width).min(raster.height).max(1);

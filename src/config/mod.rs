@@ -140,6 +140,20 @@ pub struct OutputTarget {
     pub min_source_side: Option<u32>,
 }
 
+impl OutputTarget {
+    /// `spec` with this target's box, formats and byte rules.
+    pub fn apply_to(&self, spec: crate::pipeline::JobSpec) -> crate::pipeline::JobSpec {
+        crate::pipeline::JobSpec {
+            target: self.target.clone(),
+            formats: self.formats.clone(),
+            quality: self.quality,
+            max_bytes: self.max_bytes,
+            min_source_side: self.min_source_side,
+            ..spec
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct FolderRule {
     pub path: PathBuf,
@@ -374,6 +388,37 @@ impl Config {
             Err(fail(v.issues))
         }
     }
+}
+
+/// The command line's target (`process`, `explain`): built by the same code,
+/// with the same defaults and checks, as a folder's `targets:` item; each
+/// error names the flag instead of a key (`--format: ...`).
+pub fn command_line_target(t: RawTarget) -> Result<OutputTarget, String> {
+    let mut v = Validator {
+        positions: Positions::default(),
+        issues: Vec::new(),
+        model_refs: Vec::new(),
+        purpose: Use::Routes,
+        base: std::env::current_dir().unwrap_or_default(),
+    };
+    let target = v.target("", t, None);
+    match target {
+        Some(target) if v.issues.is_empty() => Ok(target),
+        _ => Err(v
+            .issues
+            .iter()
+            .map(|i| format!("{}: {}", flag_of_key(&i.key), i.message))
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
+}
+
+/// `.formats[1]` -> `--format`, `.max_bytes` -> `--max-bytes`.
+fn flag_of_key(key: &str) -> String {
+    let name = key.trim_start_matches('.');
+    let name = name.split('[').next().unwrap_or(name);
+    let name = if name == "formats" { "format" } else { name };
+    format!("--{}", name.replace('_', "-"))
 }
 
 fn read(file: &Path) -> Result<String, ConfigError> {
@@ -1448,6 +1493,43 @@ mod tests {
         let c = Config::parse(Path::new("c.yaml"), ebay).unwrap();
         assert_eq!(c.folders[0].targets[0].quality, Some(90));
         assert_eq!(c.folders[0].targets[0].formats, vec![OutputFormat::Jpeg]);
+    }
+
+    #[test]
+    fn the_command_line_target_is_the_folder_target_with_flags_named() {
+        let raw = |f: fn(&mut RawTarget)| {
+            let mut t = RawTarget {
+                preset: Some("amazon-main".into()),
+                ..RawTarget::default()
+            };
+            f(&mut t);
+            t
+        };
+        // The same defaults as a folder with `preset: amazon-main`.
+        let t = command_line_target(raw(|_| {})).unwrap();
+        let yaml =
+            "folders:\n  - path: /srv/drop/a\n    output: /srv/out/a\n    preset: amazon-main\n";
+        let folder = &Config::parse(Path::new("c.yaml"), yaml).unwrap().folders[0].targets[0];
+        assert_eq!(t.target, folder.target);
+        assert_eq!(t.formats, folder.formats);
+        assert_eq!((t.quality, t.max_bytes), (folder.quality, folder.max_bytes));
+        // The same refusals, each naming its flag.
+        let e = command_line_target(raw(|t| t.formats = Some(vec!["webp".into()]))).unwrap_err();
+        assert!(e.starts_with("--format: Amazon"), "{e}");
+        let e = command_line_target(raw(|t| {
+            t.width = Some(0);
+            t.max_bytes = Some(0);
+            t.background = Some("teal".into());
+        }))
+        .unwrap_err();
+        for flag in ["--width:", "--max-bytes:", "--background:"] {
+            assert!(e.contains(flag), "{flag} missing in {e}");
+        }
+        let ok = command_line_target(raw(|t| {
+            t.formats = Some(vec!["webp".into()]);
+            t.allow_other_formats = Some(true);
+        }));
+        assert!(ok.is_ok());
     }
 
     #[test]

@@ -561,19 +561,14 @@ pub fn spec_for(
     target: &crate::config::OutputTarget,
     base: &JobSpec,
 ) -> JobSpec {
-    JobSpec {
-        target: target.target.clone(),
-        formats: target.formats.clone(),
-        quality: target.quality,
-        max_bytes: target.max_bytes,
-        min_source_side: target.min_source_side,
+    target.apply_to(JobSpec {
         scale: rule.smart.scale,
         model: rule.smart.model.clone(),
         level: rule.smart.quality,
         trim: rule.trim,
         metadata: rule.metadata,
         ..base.clone()
-    }
+    })
 }
 
 fn unix_time_now() -> String {

@@ -47,6 +47,17 @@ pub enum Fit {
     Pad,
 }
 
+impl Fit {
+    /// The name in a config file and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fit::Contain => "contain",
+            Fit::Cover => "cover",
+            Fit::Pad => "pad",
+        }
+    }
+}
+
 /// The box an output must fit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {

@@ -1,0 +1,143 @@
+//! `upscaled explain`: Smart mode's decision for one file and the evidence
+//! behind it, without processing it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use upscaled::config::{Config, QualityLevel};
+use upscaled::models::ModelLibrary;
+use upscaled::pipeline::JobSpec;
+use upscaled::pipeline::route::ScaleChoice;
+
+use super::common::parse_level;
+use super::target::BoxArgs;
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub boxed: BoxArgs,
+    #[arg(long, default_value = "auto")]
+    pub scale: ScaleChoice,
+    #[arg(long, default_value = "balanced", value_parser = parse_level)]
+    pub level: QualityLevel,
+    /// Use this config file's `routes:` (as the daemon would).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    use upscaled::pipeline::{classify, route};
+    let (bytes, decoded) = super::common::read_input(&args.file)?;
+    let raster = &decoded.raster;
+    let target = args.boxed.output_target()?.target;
+    let library = super::common::inspection_library()?;
+    let c = classify::classify(raster, &bytes, library.networks());
+    let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
+    println!("file:       {}", args.file.display());
+    println!(
+        "source:     {}x{} {}",
+        raster.width, raster.height, decoded.info.format
+    );
+    println!(
+        "class:      {} (confidence {:.2}); {} face(s); JPEG quality {}{}",
+        c.class,
+        c.confidence,
+        c.faces.len(),
+        c.jpeg_quality_estimate
+            .map_or("n/a".into(), |q| q.to_string()),
+        if c.jpeg_damaged() {
+            ", damaged: a denoising model is used"
+        } else {
+            ""
+        }
+    );
+    let f = &c.features;
+    println!(
+        "evidence:   largest face {:.0}% of the frame; {}; {}",
+        f.face_share * 100.0,
+        match (f.text_lines, f.text_share, f.close_text_lines) {
+            (Some(n), Some(share), close) => format!(
+                "{n} line(s) of type over {:.0}% of the frame{}",
+                share * 100.0,
+                close.map_or(String::new(), |c| format!(", {c} on a closer look"))
+            ),
+            _ => "no text detector".into(),
+        },
+        f.drawn.map_or("no drawing classifier".into(), |d| format!(
+            "drawn {d:.2} (illustration from {:.2})",
+            classify::DRAWN
+        )),
+    );
+    match &target {
+        Some(t) => println!(
+            "target:     {}x{} {:?}: needs {:.2}x",
+            t.width.map_or("auto".into(), |w| w.to_string()),
+            t.height.map_or("auto".into(), |h| h.to_string()),
+            t.fit,
+            r.needed
+        ),
+        None => println!("target:     none (scale only)"),
+    }
+    if r.model_scale <= 1 {
+        println!("decision:   no upscale: the source already covers the target; resize only");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let routes = match &args.config {
+        Some(file) => {
+            let config = Config::load_routes(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            config
+                .check_models(file, library.catalog())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            config.routes
+        }
+        None => Default::default(),
+    };
+    let spec = JobSpec {
+        level: args.level,
+        routes,
+        ..JobSpec::default()
+    };
+    let model = library.choose(r.model_scale, &spec, &c);
+    let entry = library.catalog().get(&model)?;
+    println!(
+        "decision:   {}x with {model} ({:?}, {})",
+        r.model_scale, entry.kind, entry.licence,
+    );
+    let generative = entry.kind == upscaled::models::catalog::ModelKind::Generative;
+    if generative {
+        use upscaled::models::smart::RegionKind;
+        let regions = library.protected_regions(raster, &c);
+        let count = |k| regions.iter().filter(|r| r.kind == k).count();
+        println!(
+            "protected:  {} face(s), {} line(s) of text: taken from {}, blended in",
+            count(RegionKind::Face),
+            count(RegionKind::Text),
+            ModelLibrary::default_for_scale(r.model_scale)
+        );
+    }
+    if let Some(w) = &r.warning {
+        println!("warning:    {w}");
+    }
+    let megapixels = raster.width as f64 * raster.height as f64 / 1e6;
+    let rate = |m: &str| upscaled::models::smart::seconds_per_megapixel(m);
+    // A protected picture also goes through the fidelity model.
+    let fidelity = generative.then(|| ModelLibrary::default_for_scale(r.model_scale));
+    match rate(&model) {
+        Some(s) => {
+            let extra = fidelity.and_then(rate).unwrap_or(0.0);
+            println!(
+                "estimate:   ~{:.1} s of inference on 2 CPU cores ({s} s per input megapixel{})",
+                (s + extra) * megapixels,
+                if extra > 0.0 {
+                    ", plus the fidelity pass"
+                } else {
+                    ""
+                }
+            )
+        }
+        None => println!("estimate:   no measured speed for this model"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
