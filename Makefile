@@ -8,7 +8,7 @@ MEDIA_PACKAGES = pkg-config libheif-dev libheif-examples libavif-bin libjxl-tool
 # The built binary (honours CARGO_TARGET_DIR).
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
-.PHONY: deps setup run test bench eval-unseen
+.PHONY: deps setup run test bench eval-unseen deb
 
 # nasm gives rav1e (AVIF) its fast paths; nats-server runs the cluster tests
 # (docs/cluster.md); libheif decodes HEIC/AVIF inputs; heif-enc, avifenc, cjxl
@@ -43,10 +43,22 @@ bench: setup
 	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png $(BIN)
 	scripts/bench_cluster.sh $(BIN) 60
 
-test: setup
+# cargo-deb for `make deb` and the package test, installed once into the
+# cache (pinned; a second run needs no network). Where it cannot be
+# installed, tests/deb.rs says SKIPPED.
+CARGO_DEB = $(UPSCALED_CACHE)/tools/bin/cargo-deb
+$(CARGO_DEB):
+	$(CARGO) install --locked --quiet cargo-deb --version 3.8.0 --root $(UPSCALED_CACHE)/tools \
+		|| echo "note: cargo-deb could not be installed; the Debian package test will say SKIPPED"
+
+# The Debian package (README, "Debian package"): target/debian/upscaled_*.deb.
+deb: setup $(CARGO_DEB)
+	scripts/build_deb.sh $(CARGO_DEB) $(BIN)
+
+test: setup $(CARGO_DEB)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) test $(FEATURES)
+	UPSCALED_CARGO_DEB=$(CARGO_DEB) UPSCALED_RELEASE_BIN=$(abspath $(BIN)) $(CARGO) test $(FEATURES)
 
 # Classification on whole folders of Debian packages never used for tuning
 # (apt-get download, no root); figures in docs/smart-mode.md.

@@ -2,6 +2,8 @@
 //! `systemd-analyze verify` and rate 2.0 or better in `systemd-analyze
 //! security` (skipped, saying so, where systemd-analyze is not installed).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -75,22 +77,6 @@ fn unit_exposure_is_two_or_better() {
 }
 
 fn exposure_is_two_or_better(unit: &Path) {
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(unit)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in: {text}"));
-    let score: f64 = line
-        .split(':')
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("unreadable score line: {line}"));
-    eprintln!("systemd-analyze security {}: {score}", unit.display());
-    assert!(score <= 2.0, "{}: {line}", unit.display());
+    let score = common::systemd_exposure(unit).expect("systemd-analyze was found");
+    assert!(score <= 2.0, "{}: exposure {score}", unit.display());
 }

@@ -122,3 +122,32 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// `systemd-analyze security`'s overall exposure of a unit file (lower is
+/// tighter), or None where systemd-analyze is not installed.
+pub fn systemd_exposure(unit: &Path) -> Option<f64> {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no score for {}: {text}{}",
+                unit.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let score = line
+        .split(':')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable score line: {line}"));
+    eprintln!("systemd-analyze security {}: {score}", unit.display());
+    Some(score)
+}
