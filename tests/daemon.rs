@@ -309,6 +309,58 @@ fn sigkill_twenty_times_loses_nothing_and_duplicates_nothing() {
 /// leaves that temp beside its jobs. The next daemon re-runs the jobs and,
 /// once they are done, removes the dead area with the temp in it, even when
 /// it is stopped long before its periodic sweep.
+/// Two hot folders busy at once. Each folder's work area numbers its jobs
+/// from 1 under the same owner; a job of one folder once hid the job of the
+/// same number in the other, which then sat claimed until a restart. Here
+/// the slow folder's job 1 (a large AVIF) is still running when the other
+/// folder claims its own job 1.
+#[test]
+fn a_job_in_one_folder_never_hides_the_same_numbered_job_in_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let config = root.join("config.yaml");
+    fs::write(
+        &config,
+        "folders:\n  - path: slow\n    output: out-slow\n    width: 1600\n    height: 1600\n    formats: [avif]\n    settle: 200ms\n  - path: fast\n    output: out-fast\n    width: 24\n    height: 24\n    formats: [png]\n    settle: 200ms\n",
+    )
+    .unwrap();
+    for sub in ["slow", "fast"] {
+        fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let daemon = bin()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let photo = load_rgb(&samples().join("coffee.png"));
+    let big = image::imageops::resize(&photo, 1600, 1067, image::imageops::FilterType::Triangle);
+    big.save(root.join("slow/big.png")).unwrap();
+    let claimed = wait_until(Duration::from_secs(20), || {
+        files_under(&root.join("slow/.upscaled"))
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with("/1.src"))
+    });
+    assert!(claimed, "the slow file was never claimed");
+    for (name, bytes) in fixtures(3) {
+        fs::write(root.join("fast").join(name), bytes).unwrap();
+    }
+    let count = |sub: &str| files_under(&root.join(sub)).len();
+    let all = wait_until(Duration::from_secs(60), || {
+        count("out-fast") == 3 && count("out-slow") == 1
+    });
+    let log = stop(daemon);
+    assert!(
+        all,
+        "outputs: {} of 3 fast, {} of 1 slow; left claimed: {:?}\n{log}",
+        count("out-fast"),
+        count("out-slow"),
+        files_under(&root.join("fast/.upscaled"))
+    );
+    assert_eq!(count("fast/done"), 3, "{log}");
+}
+
 #[test]
 fn a_dead_daemons_work_area_goes_with_its_temp_files() {
     let s = Setup::new("");

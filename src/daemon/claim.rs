@@ -50,6 +50,9 @@ pub fn owner_id() -> String {
 pub struct WorkArea {
     pub dir: Dir,
     pub owner: String,
+    /// The hot folder: one daemon owns an area in each, all with the same
+    /// `owner` and numbers from 1, so a job is only named by all three.
+    pub folder: PathBuf,
     next: AtomicU64,
     _lock: File,
 }
@@ -96,6 +99,9 @@ impl JobRecord {
     }
 }
 
+/// A job's identity in the daemon: hot folder, owner of the work area, number.
+pub type JobKey = (PathBuf, String, u64);
+
 /// A claimed file: its work area and its number there.
 #[derive(Clone)]
 pub struct Claimed {
@@ -114,8 +120,9 @@ impl Claimed {
     pub fn tag(&self) -> String {
         format!("{}-{}", self.area.owner, self.n)
     }
-    pub fn key(&self) -> (String, u64) {
-        (self.area.owner.clone(), self.n)
+    /// Names the job among every folder's: see [`JobKey`].
+    pub fn key(&self) -> JobKey {
+        (self.area.folder.clone(), self.area.owner.clone(), self.n)
     }
     pub fn read_record(&self) -> io::Result<JobRecord> {
         let mut text = Vec::new();
@@ -173,6 +180,7 @@ impl WorkArea {
         Ok(Arc::new(WorkArea {
             dir,
             owner,
+            folder: rule.path.clone(),
             next: AtomicU64::new(1),
             _lock: lock,
         }))
@@ -205,6 +213,7 @@ impl WorkArea {
             let area = WorkArea {
                 dir,
                 owner,
+                folder: rule.path.clone(),
                 next: AtomicU64::new(1),
                 _lock: lock,
             };

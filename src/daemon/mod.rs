@@ -168,7 +168,7 @@ struct Daemon {
     /// Claimed files waiting for a worker, oldest first.
     backlog: VecDeque<Job>,
     /// Every claimed file not yet finished (backlog, retry or in a worker).
-    known: HashSet<(String, u64)>,
+    known: HashSet<claim::JobKey>,
     /// Files that wait to be tried again, and when.
     retry: Vec<(Instant, Job)>,
     busy: usize,
@@ -463,7 +463,9 @@ impl Daemon {
         let rule = self.folders[i].rule.clone();
         let known = &self.known;
         self.folders[i].adopted.retain(|area| {
-            let busy = known.iter().any(|(owner, _)| owner == &area.owner);
+            let busy = known
+                .iter()
+                .any(|(folder, owner, _)| folder == &area.folder && owner == &area.owner);
             busy || !area.remove_if_drained(&rule)
         });
     }
