@@ -296,7 +296,7 @@ fn models(quick: bool) {
         .unwrap(),
     ));
     let spec = JobSpec {
-        model: Some("spanx4_ch48".into()),
+        model: upscaled::pipeline::route::ModelChoice::Named("spanx4_ch48".into()),
         scale: ScaleChoice::X4,
         formats: vec![OutputFormat::Webp],
         ..JobSpec::default()

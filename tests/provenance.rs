@@ -141,8 +141,10 @@ fn no_model_no_label() {
     let dir = tempfile::tempdir().unwrap();
     let input = small_photo(dir.path());
     let tool = exiftool();
-    // Interpolation only (--scale 1), and a target smaller than the source.
+    // The no-invention mode, interpolation only (--scale 1), and a target
+    // smaller than the source.
     for (i, extra) in [
+        ["--model", "none", "--width", "384"],
         ["--scale", "1", "--width", "384"],
         ["--scale", "auto", "--width", "64"],
     ]

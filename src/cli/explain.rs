@@ -8,7 +8,7 @@ use clap::Args;
 use upscaled::config::{Config, QualityLevel};
 use upscaled::models::ModelLibrary;
 use upscaled::pipeline::JobSpec;
-use upscaled::pipeline::route::ScaleChoice;
+use upscaled::pipeline::route::{ModelChoice, ScaleChoice};
 
 use super::common::parse_level;
 use super::target::BoxArgs;
@@ -22,6 +22,9 @@ pub struct ExplainArgs {
     pub scale: ScaleChoice,
     #[arg(long, default_value = "balanced", value_parser = parse_level)]
     pub level: QualityLevel,
+    /// auto, or none (the no-invention mode: what interpolation alone does).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "none"])]
+    pub model: String,
     /// Use this config file's `routes:` (as the daemon would).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -32,14 +35,32 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let (bytes, decoded) = super::common::read_input(&args.file)?;
     let raster = &decoded.raster;
     let target = args.boxed.output_target()?.target;
-    let library = super::common::inspection_library()?;
-    let c = classify::classify(raster, &bytes, library.networks());
-    let r = route::route(raster.width, raster.height, target.as_ref(), args.scale);
+    let model = ModelChoice::parse(&args.model);
+    let r = route::route(
+        raster.width,
+        raster.height,
+        target.as_ref(),
+        args.scale,
+        &model,
+    );
     println!("file:       {}", args.file.display());
     println!(
         "source:     {}x{} {}",
         raster.width, raster.height, decoded.info.format
     );
+    if r.no_model {
+        // As in the pipeline: not even the classifiers run.
+        println!("class:      not classified (--model none runs no network)");
+        print_target(target.as_ref(), r.needed);
+        println!(
+            "decision:   no model (--model none): Lanczos3 in linear light does all {:.2}x; \
+             no pixel is invented, and the output carries no AI label",
+            r.needed
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let library = super::common::inspection_library()?;
+    let c = classify::classify(raster, &bytes, library.networks());
     println!(
         "class:      {} (confidence {:.2}); {} face(s); JPEG quality {}{}",
         c.class,
@@ -70,16 +91,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             classify::DRAWN
         )),
     );
-    match &target {
-        Some(t) => println!(
-            "target:     {}x{} {:?}: needs {:.2}x",
-            t.width.map_or("auto".into(), |w| w.to_string()),
-            t.height.map_or("auto".into(), |h| h.to_string()),
-            t.fit,
-            r.needed
-        ),
-        None => println!("target:     none (scale only)"),
-    }
+    print_target(target.as_ref(), r.needed);
     if r.model_scale <= 1 {
         println!("decision:   no upscale: the source already covers the target; resize only");
         return Ok(ExitCode::SUCCESS);
@@ -140,4 +152,16 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         None => println!("estimate:   no measured speed for this model"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_target(target: Option<&upscaled::pipeline::Target>, needed: f64) {
+    match target {
+        Some(t) => println!(
+            "target:     {}x{} {:?}: needs {needed:.2}x",
+            t.width.map_or("auto".into(), |w| w.to_string()),
+            t.height.map_or("auto".into(), |h| h.to_string()),
+            t.fit,
+        ),
+        None => println!("target:     none (scale only)"),
+    }
 }

@@ -9,7 +9,7 @@ use upscaled::models::tiled::TileSettings;
 use upscaled::models::{Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::encode::{DEFAULT_AVIF_SPEED, OutputFormat};
 use upscaled::pipeline::metadata::MetadataMode;
-use upscaled::pipeline::route::ScaleChoice;
+use upscaled::pipeline::route::{ModelChoice, ScaleChoice};
 use upscaled::pipeline::write::Collision;
 use upscaled::pipeline::{JobReport, JobSpec, Pipeline};
 
@@ -25,7 +25,8 @@ pub struct ProcessArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// auto, or a model name from the catalog.
+    /// auto, a model name from the catalog, or none (no neural network at
+    /// all: interpolation to the target at any scale).
     #[arg(long, default_value = "auto")]
     pub model: String,
     /// auto, 1, 2 or 4.
@@ -75,7 +76,17 @@ fn job_spec(args: &ProcessArgs) -> anyhow::Result<JobSpec> {
 pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let mut spec = job_spec(&args)?;
     let catalog = Catalog::builtin()?.with_user_models(&models_dir())?;
-    let forced = (args.model != "auto").then(|| args.model.clone());
+    let choice = ModelChoice::parse(&args.model);
+    if choice == ModelChoice::NoModel {
+        if spec.scale != ScaleChoice::Auto {
+            anyhow::bail!(
+                "--scale: with --model none no model runs, so there is no model scale to set \
+                 (interpolation alone reaches the target); leave --scale out"
+            );
+        }
+        spec.model = ModelChoice::NoModel;
+    }
+    let forced = choice.named().map(str::to_string);
     if let Some(name) = &forced {
         // A forced model sets the scale; an explicit different scale is a mistake.
         let model_scale = catalog.get(name)?.scale;

@@ -8,7 +8,7 @@ use crate::error::Stage;
 use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::encode::OutputFormat;
 use crate::pipeline::metadata::MetadataMode;
-use crate::pipeline::route::ScaleChoice;
+use crate::pipeline::route::{ModelChoice, ScaleChoice};
 use crate::pipeline::{JobReport, JobSpec, Target};
 
 /// Bumped when a field changes meaning; a worker refuses other versions.
@@ -62,6 +62,9 @@ pub struct WireSpec {
     pub min_source_side: Option<u32>,
     pub avif_speed: u8,
     pub time_limit_ms: Option<u64>,
+    /// `model: none`: the worker interpolates, without the model limit.
+    #[serde(default)]
+    pub no_model: bool,
 }
 
 impl WireSpec {
@@ -79,6 +82,7 @@ impl WireSpec {
             min_source_side: spec.min_source_side,
             avif_speed: spec.avif_speed,
             time_limit_ms: spec.time_limit.map(|d| d.as_millis() as u64),
+            no_model: spec.model == ModelChoice::NoModel,
         }
     }
 
@@ -90,7 +94,11 @@ impl WireSpec {
             quality: self.quality,
             max_bytes: self.max_bytes,
             scale: self.scale,
-            model,
+            model: match model {
+                _ if self.no_model => ModelChoice::NoModel,
+                Some(name) => ModelChoice::Named(name),
+                None => ModelChoice::Auto,
+            },
             level: self.level,
             trim: self.trim,
             metadata: self.metadata,

@@ -19,7 +19,7 @@ use crate::models::smart::{LevelOverrides, ROUTE_NAMES, ROUTED_SCALES, RouteOver
 use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::encode::OutputFormat;
 use crate::pipeline::metadata::MetadataMode;
-use crate::pipeline::route::ScaleChoice;
+use crate::pipeline::route::{ModelChoice, ScaleChoice};
 use crate::pipeline::{Fit, Target, parse_colour};
 use crate::presets;
 use positions::Positions;
@@ -123,8 +123,7 @@ impl QualityLevel {
 #[derive(Clone, Debug)]
 pub struct SmartOptions {
     pub scale: ScaleChoice,
-    /// `None`: auto.
-    pub model: Option<String>,
+    pub model: ModelChoice,
     pub quality: QualityLevel,
 }
 
@@ -1014,8 +1013,12 @@ impl Validator {
         };
         let smart_raw = f.smart.unwrap_or_default();
         self.unknown_keys(&format!("{key}.smart"), &smart_raw.unknown, raw::SMART_KEYS);
-        if let Some(model) = smart_raw.model.as_deref().filter(|&m| m != "auto") {
-            self.model_ref(format!("{key}.smart.model"), model, None);
+        let model = smart_raw
+            .model
+            .as_deref()
+            .map_or(ModelChoice::Auto, ModelChoice::parse);
+        if let Some(name) = model.named() {
+            self.model_ref(format!("{key}.smart.model"), name, None);
         }
         let scale = match &smart_raw.scale {
             None => ScaleChoice::Auto,
@@ -1031,6 +1034,14 @@ impl Validator {
                 })
             }
         };
+        if model == ModelChoice::NoModel && scale != ScaleChoice::Auto {
+            self.error(
+                &format!("{key}.smart.scale"),
+                "with model: none no model runs, so there is no model scale to set \
+                 (interpolation alone reaches the target); remove scale"
+                    .to_string(),
+            );
+        }
         let quality = match smart_raw.quality.as_deref().map(QualityLevel::parse) {
             None => QualityLevel::Balanced,
             Some(Ok(level)) => level,
@@ -1131,7 +1142,7 @@ impl Validator {
             targets,
             smart: SmartOptions {
                 scale,
-                model: smart_raw.model.filter(|m| m != "auto"),
+                model,
                 quality,
             },
             trim: f.trim.unwrap_or(false),
@@ -1542,6 +1553,21 @@ mod tests {
         assert_eq!(f.targets[0].formats, vec![OutputFormat::Webp]);
         assert_eq!(f.targets[0].target.as_ref().unwrap().width, Some(1024));
         assert_eq!(f.done, PathBuf::from("/srv/drop/shop-done"));
+    }
+
+    #[test]
+    fn model_none_is_no_model_and_takes_no_scale() {
+        let text = "folders:\n  - path: /a\n    output: /b\n    width: 900\n    smart:\n      model: none\n";
+        let config = Config::parse(Path::new("c.yaml"), text).unwrap();
+        assert_eq!(config.folders[0].smart.model, ModelChoice::NoModel);
+        assert!(config.model_refs.is_empty(), "none is not a model name");
+        let scaled = format!("{text}      scale: 4\n");
+        let e = Config::parse(Path::new("c.yaml"), &scaled).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("c.yaml:7:7: folders[0].smart.scale: with model: none no model runs"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -327,7 +327,8 @@ impl ModelLibrary {
         classification: &crate::pipeline::classify::Classification,
     ) -> String {
         spec.model
-            .clone()
+            .named()
+            .map(str::to_string)
             .or_else(|| self.forced.clone())
             .or_else(|| {
                 self.routes

@@ -31,7 +31,7 @@ use crate::raster::Raster;
 use decode::DecodeLimits;
 use encode::{EncodeSettings, OutputFormat};
 use metadata::MetadataMode;
-use route::{Route, ScaleChoice};
+use route::{ModelChoice, Route, ScaleChoice};
 use upscale::{Fixed, Upscaler, UpscalerSource};
 use write::Collision;
 
@@ -118,8 +118,9 @@ pub struct JobSpec {
     pub quality: Option<u8>,
     pub max_bytes: Option<u64>,
     pub scale: ScaleChoice,
-    /// A model the job insists on (the folder's `smart.model`); None: auto.
-    pub model: Option<String>,
+    /// Auto, a model the job insists on, or none at all (the folder's
+    /// `smart.model`, `--model`).
+    pub model: ModelChoice,
     /// Smart mode's speed/quality trade-off (the folder's `smart.quality`).
     pub level: crate::config::QualityLevel,
     /// The config file's `routes:` over the built-in routing table.
@@ -149,7 +150,7 @@ impl Default for JobSpec {
             quality: None,
             max_bytes: None,
             scale: ScaleChoice::Auto,
-            model: None,
+            model: ModelChoice::Auto,
             level: crate::config::QualityLevel::Balanced,
             routes: Default::default(),
             reuse_upscale: false,
@@ -183,10 +184,11 @@ pub struct JobReport {
     pub output_size: (u32, u32),
     pub needed_scale: f64,
     pub model_scale: u32,
-    pub class: classify::Class,
-    pub class_confidence: f64,
-    pub faces: usize,
-    pub jpeg_damaged: bool,
+    /// None: not classified, because no model was going to run.
+    pub class: Option<classify::Class>,
+    pub class_confidence: Option<f64>,
+    pub faces: Option<usize>,
+    pub jpeg_damaged: Option<bool>,
     pub upscaler: String,
     pub outputs: Vec<OutputReport>,
     /// Milliseconds per stage, in pipeline order.
@@ -205,6 +207,9 @@ pub struct Choice {
     /// The size the route saw (after trim) and how much it must grow.
     pub routed_size: (u32, u32),
     pub needed: f64,
+    /// `model: none`: interpolation alone reaches the target.
+    #[serde(default)]
+    pub no_model: bool,
 }
 
 /// A file decoded, cropped, classified and routed.
@@ -212,7 +217,8 @@ struct Prepared {
     info: decode::SourceInfo,
     raster: Raster,
     source_size: (u32, u32),
-    classification: classify::Classification,
+    /// None when no model will run: nothing would read it.
+    classification: Option<classify::Classification>,
     route: Route,
     warnings: Vec<String>,
 }
@@ -294,17 +300,22 @@ impl Pipeline {
         }
         timer.lap(Stage::Crop);
 
-        deadline::check(spec.deadline.as_ref(), Stage::Classify)?;
-        let classification = classify::classify(&raster, bytes, self.upscalers.networks());
-        timer.lap(Stage::Classify);
-
         let route = route::route(
             raster.width,
             raster.height,
             spec.target.as_ref(),
             spec.scale,
+            &spec.model,
         );
         warnings.extend(route.warning.clone());
+
+        // Classification only serves the choice of a model: a file no model
+        // touches (covered already, or `model: none`) skips it, and with it
+        // every network it would run.
+        deadline::check(spec.deadline.as_ref(), Stage::Classify)?;
+        let classification = (route.model_scale > 1)
+            .then(|| classify::classify(&raster, bytes, self.upscalers.networks()));
+        timer.lap(Stage::Classify);
         Ok(Prepared {
             info: decoded.info,
             raster,
@@ -321,19 +332,16 @@ impl Pipeline {
         let mut timer = StageTimer::start();
         let p = self.prepare(bytes, spec, &mut timer)?;
         let model_scale = p.route.model_scale;
-        let model = if model_scale > 1 {
-            Some(
-                self.upscalers
-                    .model_name(&p.raster, model_scale, spec, &p.classification)?,
-            )
-        } else {
-            None
+        let model = match &p.classification {
+            Some(c) => Some(self.upscalers.model_name(&p.raster, model_scale, spec, c)?),
+            None => None,
         };
         Ok(Choice {
             model,
             model_scale,
             routed_size: (p.raster.width, p.raster.height),
             needed: p.route.needed,
+            no_model: p.route.no_model,
         })
     }
 
@@ -354,14 +362,13 @@ impl Pipeline {
                 Route {
                     needed,
                     model_scale,
+                    no_model,
                     ..
                 },
             mut warnings,
         } = self.prepare(bytes, spec, &mut timer)?;
-        let upscaler = if model_scale > 1 {
-            let chosen = self
-                .upscalers
-                .for_scale(&raster, model_scale, spec, &classification)?;
+        let upscaler = if let Some(c) = &classification {
+            let chosen = self.upscalers.for_scale(&raster, model_scale, spec, c)?;
             if !chosen.is_model() {
                 warnings.push(format!(
                     "no super-resolution model installed: enlarged {model_scale}x by {} interpolation",
@@ -413,9 +420,12 @@ impl Pipeline {
 
         deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
         let mut raster = match &spec.target {
-            Some(target) => {
-                fit_within_interpolation_limit(&raster, target, needed / model_scale as f64)?
-            }
+            Some(target) => fit_within_interpolation_limit(
+                &raster,
+                target,
+                needed / model_scale as f64,
+                route::interpolation_limit(no_model),
+            )?,
             None => raster,
         };
         // After the resize, so that what the model and resampler left near
@@ -460,11 +470,15 @@ impl Pipeline {
                 output_size: (raster.width, raster.height),
                 needed_scale: needed,
                 model_scale,
-                class: classification.class,
-                class_confidence: classification.confidence,
-                faces: classification.faces.len(),
-                jpeg_damaged: classification.jpeg_damaged(),
-                upscaler: upscaler.map_or_else(|| "none".into(), |u| u.name()),
+                class: classification.as_ref().map(|c| c.class),
+                class_confidence: classification.as_ref().map(|c| c.confidence),
+                faces: classification.as_ref().map(|c| c.faces.len()),
+                jpeg_damaged: classification.as_ref().map(|c| c.jpeg_damaged()),
+                upscaler: match upscaler {
+                    Some(u) => u.name(),
+                    None if no_model => NO_MODEL_UPSCALER.into(),
+                    None => "none".into(),
+                },
                 outputs: Vec::new(),
                 stage_ms: timer.laps,
                 warnings,
@@ -508,14 +522,19 @@ impl Pipeline {
     }
 }
 
-/// The resize never enlarges by more than `MAX_INTERPOLATED_SCALE` after the model:
-/// past that, the content is kept smaller than the box (route warns about it).
+/// What the report names as the upscaler of a `model: none` job.
+pub const NO_MODEL_UPSCALER: &str = "model: none, Lanczos3 in linear light";
+
+/// The resize never enlarges by more than `limit` (the interpolation limit)
+/// after the model: past that, the content is kept smaller than the box
+/// (route warns about it).
 fn fit_within_interpolation_limit(
     raster: &Raster,
     target: &Target,
     residual: f64,
+    limit: Option<f64>,
 ) -> Result<Raster, StageError> {
-    let Some(reduced) = reachable_target(target, residual) else {
+    let Some(reduced) = reachable_target(target, residual, limit) else {
         return resize::fit_to_target(raster, target);
     };
     let content = resize::fit_to_target(raster, &reduced)?;
@@ -528,8 +547,8 @@ fn fit_within_interpolation_limit(
 
 /// The smaller box the content gets when the target is out of the
 /// interpolation limit's reach (None: the target as asked).
-fn reachable_target(target: &Target, residual: f64) -> Option<Target> {
-    let limit = route::MAX_INTERPOLATED_SCALE;
+fn reachable_target(target: &Target, residual: f64, limit: Option<f64>) -> Option<Target> {
+    let limit = limit?;
     if residual <= limit + 1e-6 {
         return None;
     }
@@ -565,7 +584,11 @@ pub fn expected_size(choice: &Choice, target: Option<&Target>) -> (u32, u32) {
         return up;
     };
     let residual = choice.needed / choice.model_scale.max(1) as f64;
-    match reachable_target(target, residual) {
+    match reachable_target(
+        target,
+        residual,
+        route::interpolation_limit(choice.no_model),
+    ) {
         None => resize::placement(up.0, up.1, target).canvas,
         Some(reduced) => {
             let content = resize::placement(up.0, up.1, &reduced).canvas;
@@ -638,6 +661,92 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
             upscale::Interpolation.upscale(raster, scale, None)
         }
+    }
+
+    /// A source whose every network panics: a job that consults none passes.
+    struct NoNetworkAllowed;
+
+    impl UpscalerSource for NoNetworkAllowed {
+        fn for_scale(
+            &self,
+            _: &Raster,
+            _: u32,
+            _: &JobSpec,
+            _: &classify::Classification,
+        ) -> Result<Arc<dyn Upscaler>, StageError> {
+            panic!("an upscaler was asked for")
+        }
+        fn networks(&self) -> classify::Networks<'_> {
+            panic!("the classification networks were asked for")
+        }
+    }
+
+    fn small_png() -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]));
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png
+    }
+
+    fn square(side: u32) -> Option<Target> {
+        Some(Target {
+            width: Some(side),
+            height: Some(side),
+            ..Target::default()
+        })
+    }
+
+    #[test]
+    fn model_none_runs_no_network_and_interpolates_to_any_scale() {
+        let pipeline = Pipeline::with_source(Box::new(NoNetworkAllowed));
+        let png = small_png();
+        // 40x30 into 400x400: 10x, five times what interpolation may do
+        // after a model; a forced scale does not bring a model back.
+        let spec = JobSpec {
+            target: square(400),
+            scale: ScaleChoice::X4,
+            model: ModelChoice::NoModel,
+            formats: vec![OutputFormat::Png],
+            ..JobSpec::default()
+        };
+        let rendered = pipeline.render(Path::new("x.png"), &png, &spec).unwrap();
+        let report = &rendered.report;
+        assert_eq!(report.output_size, (400, 300));
+        assert_eq!((report.model_scale, report.class), (1, None));
+        assert_eq!(report.upscaler, NO_MODEL_UPSCALER);
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        // The plan a cluster worker's output is checked against agrees.
+        let choice = pipeline.choose(&png, &spec).unwrap();
+        assert_eq!((choice.model.as_deref(), choice.no_model), (None, true));
+        assert_eq!(expected_size(&choice, spec.target.as_ref()), (400, 300));
+        // The same job with models allowed stops at 4x + 2x.
+        let capped = JobSpec {
+            model: ModelChoice::Auto,
+            ..spec.clone()
+        };
+        let plan = Pipeline::new(Box::new(upscale::Interpolation))
+            .choose(&png, &capped)
+            .unwrap();
+        assert_eq!(expected_size(&plan, capped.target.as_ref()), (320, 240));
+    }
+
+    #[test]
+    fn a_source_that_covers_its_target_is_not_classified() {
+        let pipeline = Pipeline::with_source(Box::new(NoNetworkAllowed));
+        let spec = JobSpec {
+            target: square(20),
+            formats: vec![OutputFormat::Png],
+            ..JobSpec::default()
+        };
+        let rendered = pipeline
+            .render(Path::new("x.png"), &small_png(), &spec)
+            .unwrap();
+        assert_eq!(rendered.report.output_size, (20, 15));
+        assert_eq!(rendered.report.class, None);
+        assert_eq!(rendered.report.upscaler, "none");
     }
 
     #[test]

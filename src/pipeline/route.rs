@@ -37,8 +37,48 @@ impl std::str::FromStr for ScaleChoice {
     }
 }
 
+/// Which upscaler a job may use (`--model`, the folder's `smart.model`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// Smart mode picks, from the classification and the routing table.
+    #[default]
+    Auto,
+    /// This model, whatever the content.
+    Named(String),
+    /// `none`, the no-invention mode for forensic, medical or legal images:
+    /// no neural network runs, not even to classify; Lanczos in linear light
+    /// takes the image to the target at any scale.
+    NoModel,
+}
+
+impl ModelChoice {
+    /// `auto`, `none` or a model's name, as config and CLI spell it.
+    pub fn parse(text: &str) -> ModelChoice {
+        match text.trim() {
+            "auto" => ModelChoice::Auto,
+            "none" => ModelChoice::NoModel,
+            name => ModelChoice::Named(name.to_string()),
+        }
+    }
+
+    /// The model the job insists on, if any.
+    pub fn named(&self) -> Option<&str> {
+        match self {
+            ModelChoice::Named(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
 /// Largest enlargement left to the final interpolation after the model.
 pub const MAX_INTERPOLATED_SCALE: f64 = 2.0;
+
+/// How far interpolation alone may enlarge (None: no limit). Past the limit
+/// a model should do the work; with `model: none` none may, so the user's
+/// choice of interpolation stands at any scale.
+pub fn interpolation_limit(no_model: bool) -> Option<f64> {
+    (!no_model).then_some(MAX_INTERPOLATED_SCALE)
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
@@ -48,10 +88,26 @@ pub struct Route {
     pub model_scale: u32,
     /// Set when even model + ≤2x interpolation cannot reach the target.
     pub warning: Option<String>,
+    /// Set when the job forbids models (`model: none`).
+    pub no_model: bool,
 }
 
-pub fn route(width: u32, height: u32, target: Option<&Target>, choice: ScaleChoice) -> Route {
+pub fn route(
+    width: u32,
+    height: u32,
+    target: Option<&Target>,
+    choice: ScaleChoice,
+    model: &ModelChoice,
+) -> Route {
     let needed = target.map_or(1.0, |t| needed_scale(width, height, t));
+    if *model == ModelChoice::NoModel {
+        return Route {
+            needed,
+            model_scale: 1,
+            warning: None,
+            no_model: true,
+        };
+    }
     let model_scale = match choice {
         ScaleChoice::X1 => 1,
         ScaleChoice::X2 => 2,
@@ -72,6 +128,7 @@ pub fn route(width: u32, height: u32, target: Option<&Target>, choice: ScaleChoi
         needed,
         model_scale,
         warning,
+        no_model: false,
     }
 }
 
@@ -103,7 +160,13 @@ mod tests {
             (100, 1000, 4, true),
         ];
         for (src, dst, scale, warns) in grid {
-            let r = route(src, src, Some(&square(dst)), ScaleChoice::Auto);
+            let r = route(
+                src,
+                src,
+                Some(&square(dst)),
+                ScaleChoice::Auto,
+                &ModelChoice::Auto,
+            );
             assert_eq!(r.model_scale, scale, "{src} -> {dst}");
             assert_eq!(r.warning.is_some(), warns, "{src} -> {dst}");
         }
@@ -111,8 +174,14 @@ mod tests {
 
     #[test]
     fn no_target_means_no_model_unless_forced() {
-        assert_eq!(route(64, 64, None, ScaleChoice::Auto).model_scale, 1);
-        assert_eq!(route(64, 64, None, ScaleChoice::X4).model_scale, 4);
+        assert_eq!(
+            route(64, 64, None, ScaleChoice::Auto, &ModelChoice::Auto).model_scale,
+            1
+        );
+        assert_eq!(
+            route(64, 64, None, ScaleChoice::X4, &ModelChoice::Auto).model_scale,
+            4
+        );
     }
 
     #[test]
@@ -124,7 +193,35 @@ mod tests {
             ..Target::default()
         };
         // 1000x1000 source: contain would shrink, cover needs width 1000 -> 1x.
-        assert_eq!(route(500, 500, Some(&t), ScaleChoice::Auto).model_scale, 2);
+        assert_eq!(
+            route(500, 500, Some(&t), ScaleChoice::Auto, &ModelChoice::Auto).model_scale,
+            2
+        );
+    }
+
+    #[test]
+    fn no_model_never_routes_to_a_model_and_has_no_interpolation_limit() {
+        for choice in [ScaleChoice::Auto, ScaleChoice::X2, ScaleChoice::X4] {
+            let r = route(100, 100, Some(&square(1000)), choice, &ModelChoice::NoModel);
+            assert_eq!(
+                (r.model_scale, r.warning.is_some()),
+                (1, false),
+                "{choice:?}"
+            );
+            assert!(r.no_model);
+        }
+        assert_eq!(interpolation_limit(true), None);
+        assert_eq!(interpolation_limit(false), Some(MAX_INTERPOLATED_SCALE));
+    }
+
+    #[test]
+    fn model_choice_parses() {
+        assert_eq!(ModelChoice::parse("auto"), ModelChoice::Auto);
+        assert_eq!(ModelChoice::parse(" none "), ModelChoice::NoModel);
+        assert_eq!(
+            ModelChoice::parse("spanx4_ch48").named(),
+            Some("spanx4_ch48")
+        );
     }
 
     #[test]
