@@ -458,6 +458,46 @@ fn sigterm_exits_zero_and_a_bad_config_refuses_to_start() {
     );
 }
 
+/// A notify socket nobody reads fills after ten datagrams; the daemon once
+/// blocked on the next STATUS and then ignored SIGTERM for good.
+#[test]
+fn a_notify_socket_nobody_reads_never_stops_the_daemon() {
+    let s = Setup::new("");
+    let socket_path = s.path("notify.sock");
+    let _socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let daemon = bin()
+        .args(["run", "--config", s.config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let files = fixtures(40);
+    for (name, bytes) in &files {
+        fs::write(s.path("in").join(name), bytes).unwrap();
+    }
+    // Every file means a STATUS or two: far more than the queue holds.
+    let all = wait_until(Duration::from_secs(60), || {
+        finished(&s).0.len() == files.len()
+    });
+    let done = finished(&s).0.len();
+    let mut daemon = daemon;
+    signal(&daemon, "-TERM");
+    let exited = wait_until(Duration::from_secs(10), || {
+        daemon.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = daemon.kill();
+    }
+    let status = daemon.wait().unwrap();
+    assert!(all, "the daemon stalled with {done} of 40 done");
+    assert!(
+        exited && status.success(),
+        "SIGTERM did not stop it: {status}"
+    );
+}
+
 #[test]
 fn tells_systemd_it_is_ready_and_how_busy_it_is() {
     let s = Setup::new("");

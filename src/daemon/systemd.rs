@@ -5,6 +5,12 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 /// Sends one notification; a no-op when not started by systemd.
+///
+/// Never blocks the daemon: a datagram socket whose reader stopped reading
+/// fills after `net.unix.max_dgram_qlen` (10) messages, and a blocking send
+/// then froze the main loop, SIGTERM included. A STATUS update that finds
+/// the queue full is dropped (the next one replaces it); the rest (READY,
+/// WATCHDOG, STOPPING, RELOADING) are retried for up to a second.
 pub fn notify(message: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
@@ -12,17 +18,37 @@ pub fn notify(message: &str) {
     let Ok(socket) = UnixDatagram::unbound() else {
         return;
     };
-    let bytes = path.as_encoded_bytes();
-    let result = if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| socket.send_to_addr(message.as_bytes(), &addr))
-    } else {
-        socket.send_to(message.as_bytes(), &path)
-    };
-    if let Err(e) = result {
-        tracing::debug!("sd_notify failed: {e}");
+    if socket.set_nonblocking(true).is_err() {
+        return;
     }
+    let bytes = path.as_encoded_bytes();
+    let send = || {
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| socket.send_to_addr(message.as_bytes(), &addr))
+        } else {
+            socket.send_to(message.as_bytes(), &path)
+        }
+    };
+    let tries = if message.starts_with("STATUS=") {
+        1
+    } else {
+        100
+    };
+    for _ in 0..tries {
+        match send() {
+            Ok(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                tracing::debug!("sd_notify failed: {e}");
+                return;
+            }
+        }
+    }
+    tracing::debug!("sd_notify: the socket's queue is full; dropped {message:?}");
 }
 
 /// Half the watchdog interval systemd asks for, if it asks.
