@@ -426,7 +426,7 @@ fn smart_savings() {
 fn main() {
     // `cargo bench` passes --bench; BENCH_QUICK=1 keeps it short.
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    // BENCH_ONLY=encoders|models|smart runs one section.
+    // BENCH_ONLY=encoders|models|smart|formats runs one section.
     let only = std::env::var("BENCH_ONLY").ok();
     let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let dir = tempfile::tempdir().unwrap();
@@ -462,4 +462,56 @@ fn main() {
         smart_analysis();
         smart_savings();
     }
+    if wants("formats") {
+        formats_at_once();
+    }
+}
+
+/// One output in WebP and AVIF: each encoder alone, one after the other,
+/// against the pipeline's encode stage, which runs them at once.
+fn formats_at_once() {
+    let raster = photo_of(2048);
+    let settings = EncodeSettings::default();
+    let png = encode(&raster, OutputFormat::Png, &settings).unwrap().bytes;
+    let pipeline = Pipeline::new(Box::new(upscaled::pipeline::upscale::Interpolation));
+    let spec = JobSpec {
+        formats: vec![OutputFormat::Webp, OutputFormat::Avif],
+        ..JobSpec::default()
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let runs = 3;
+    let alone = |format| {
+        median(
+            (0..runs)
+                .map(|_| timed(|| encode(&raster, format, &settings).unwrap()).1)
+                .collect(),
+        )
+    };
+    let (webp, avif) = (alone(OutputFormat::Webp), alone(OutputFormat::Avif));
+    let together = median(
+        (0..runs)
+            .map(|_| {
+                let rendered = pipeline
+                    .render(Path::new("photo.png"), &png, &spec)
+                    .unwrap();
+                rendered
+                    .report
+                    .stage_ms
+                    .iter()
+                    .find(|(stage, _)| stage == "encode")
+                    .map(|(_, ms)| ms / 1e3)
+                    .unwrap()
+            })
+            .collect(),
+    );
+    println!(
+        "\n## WebP + AVIF of one 2048x2048 output ({} threads, median of {runs})\n\n\
+         | webp alone | avif alone | one after the other | at once (encode stage) |\n|---|---|---|---|\n\
+         | {webp:.2} s | {avif:.2} s | {:.2} s | {together:.2} s |",
+        settings.threads,
+        webp + avif,
+    );
 }

@@ -455,11 +455,8 @@ impl Pipeline {
             avif_speed: spec.avif_speed,
             threads: spec.threads,
         };
-        let mut encoded = Vec::new();
-        for format in dedup(&spec.formats) {
-            deadline::check(spec.deadline.as_ref(), Stage::Encode)?;
-            encoded.push(encode::encode(&raster, format, &settings)?);
-        }
+        deadline::check(spec.deadline.as_ref(), Stage::Encode)?;
+        let encoded = encode_all(&raster, &dedup(&spec.formats), &settings)?;
         timer.lap(Stage::Encode);
 
         Ok(Rendered {
@@ -599,6 +596,50 @@ pub fn expected_size(choice: &Choice, target: Option<&Target>) -> (u32, u32) {
             }
         }
     }
+}
+
+/// Every format of one output, in the order asked. With several formats
+/// and more than one thread they are encoded at once: WebP, PNG and JPEG
+/// encoders use one core each, so AVIF's threads and theirs share the box
+/// instead of taking turns.
+fn encode_all(
+    raster: &Raster,
+    formats: &[OutputFormat],
+    settings: &EncodeSettings,
+) -> Result<Vec<encode::Encoded>, StageError> {
+    if formats.len() < 2 || settings.threads < 2 {
+        return formats
+            .iter()
+            .map(|&f| encode::encode(raster, f, settings))
+            .collect();
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = formats
+            .iter()
+            .map(|&format| {
+                scope.spawn(move || {
+                    crate::error::set_stage(Stage::Encode);
+                    encode::encode(raster, format, settings)
+                })
+            })
+            .collect();
+        // Joined in order, so the outputs (and the first error) are in the
+        // order of `formats`, as when encoded one by one.
+        running
+            .into_iter()
+            .map(|t| {
+                t.join().unwrap_or_else(|payload| {
+                    Err(StageError::new(
+                        Stage::Encode,
+                        format!(
+                            "internal error in the encoder: {}",
+                            crate::error::panic_text(payload.as_ref())
+                        ),
+                    ))
+                })
+            })
+            .collect()
+    })
 }
 
 pub fn dedup(formats: &[OutputFormat]) -> Vec<OutputFormat> {
@@ -747,6 +788,28 @@ mod tests {
         assert_eq!(rendered.report.output_size, (20, 15));
         assert_eq!(rendered.report.class, None);
         assert_eq!(rendered.report.upscaler, "none");
+    }
+
+    #[test]
+    fn formats_encoded_at_once_are_the_bytes_encoded_one_by_one() {
+        let raster = decode::decode(&small_png(), &DecodeLimits::default())
+            .unwrap()
+            .raster;
+        let settings = EncodeSettings {
+            threads: 2,
+            ..EncodeSettings::default()
+        };
+        let formats = [OutputFormat::Webp, OutputFormat::Png, OutputFormat::Jpeg];
+        let together = encode_all(&raster, &formats, &settings).unwrap();
+        assert_eq!(together.len(), formats.len());
+        for (out, &format) in together.iter().zip(&formats) {
+            let alone = encode::encode(&raster, format, &settings).unwrap();
+            assert_eq!(out.format, format, "in the order asked");
+            assert!(
+                out.bytes == alone.bytes,
+                "{format:?} differs when encoded beside others"
+            );
+        }
     }
 
     #[test]
