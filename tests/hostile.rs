@@ -415,6 +415,14 @@ fn an_idle_daemon_costs_no_cpu() {
 #[test]
 fn ready_comes_before_the_orphans_and_sigterm_leaves_them_claimed() {
     let s = setup("");
+    // Jobs of real weight (a 2048² WebP each, by interpolation: no model
+    // needed), so that a backlog of 30 cannot finish in the second between
+    // READY and SIGTERM however fast the box is at small ones.
+    fs::write(
+        &s.config,
+        "folders:\n  - path: in\n    output: out\n    width: 2048\n    height: 2048\n    fit: contain\n    formats: [webp]\n    settle: 300ms\n    smart:\n      model: none\n",
+    )
+    .unwrap();
     let names: Vec<String> = (0..30).map(|i| format!("o{i:02}.png")).collect();
     leave_orphans(&s, &names);
     let sock_dir = tempfile::tempdir().unwrap();
