@@ -3,8 +3,9 @@ CARGO ?= cargo
 # HEIC/AVIF input needs the system libheif; without it the build leaves the
 # `heif` feature out (evaluated when used, so after setup has installed it).
 FEATURES = $(if $(shell pkg-config --exists libheif && echo yes),,--no-default-features)
-# libheif to build against, and the encoders and reader the tests use.
-MEDIA_PACKAGES = pkg-config libheif-dev libheif-examples libavif-bin libjxl-tools libimage-exiftool-perl
+# libheif to build against, the encoders and reader the tests use, and
+# dpkg-shlibdeps (dpkg-dev) for the Debian package's dependencies.
+MEDIA_PACKAGES = dpkg-dev pkg-config libheif-dev libheif-examples libavif-bin libjxl-tools libimage-exiftool-perl
 # The built binary (honours CARGO_TARGET_DIR).
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
@@ -20,7 +21,7 @@ APT_GET = apt-get -o DPkg::Lock::Timeout=120
 deps:
 	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && $(APT_GET) update -qq && $(APT_GET) install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq nats-server >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq nats-server >/dev/null 2>&1))) || echo "note: nats-server not installed; the cluster tests will be skipped"
-	@(command -v exiftool && command -v avifenc && command -v heif-enc && command -v cjxl && pkg-config --exists libheif) >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1))) || echo "note: could not install $(MEDIA_PACKAGES); HEIC/AVIF input is built without libheif and the tests that need these tools say SKIPPED"
+	@(command -v dpkg-shlibdeps && command -v exiftool && command -v avifenc && command -v heif-enc && command -v cjxl && pkg-config --exists libheif) >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1))) || echo "note: could not install $(MEDIA_PACKAGES); HEIC/AVIF input is built without libheif and the tests that need these tools say SKIPPED"
 
 setup: deps
 	$(CARGO) build --release $(FEATURES)

