@@ -134,16 +134,12 @@ pub fn catch_panic<T>(
 ) -> Result<T, StageError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
         Ok(result) => result,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(StageError::new(
-                stage,
-                format!("internal error in the codec: {what}"),
-            ))
-        }
+        Err(payload) => Err(StageError::new(
+            stage,
+            format!(
+                "internal error in the codec: {}",
+                panic_text(payload.as_ref())
+            ),
+        )),
     }
 }

@@ -9,7 +9,7 @@ use upscaled::models::tiled::TileSettings;
 use upscaled::models::{Catalog, ModelLibrary, models_dir};
 use upscaled::pipeline::encode::{DEFAULT_AVIF_SPEED, OutputFormat};
 use upscaled::pipeline::metadata::MetadataMode;
-use upscaled::pipeline::route::{ModelChoice, ScaleChoice};
+use upscaled::pipeline::route::{ModelChoice, NO_MODEL_HAS_NO_SCALE, ScaleChoice};
 use upscaled::pipeline::write::Collision;
 use upscaled::pipeline::{JobReport, JobSpec, Pipeline};
 
@@ -79,10 +79,7 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let choice = ModelChoice::parse(&args.model);
     if choice == ModelChoice::NoModel {
         if spec.scale != ScaleChoice::Auto {
-            anyhow::bail!(
-                "--scale: with --model none no model runs, so there is no model scale to set \
-                 (interpolation alone reaches the target); leave --scale out"
-            );
+            anyhow::bail!("--scale: with --model none {NO_MODEL_HAS_NO_SCALE}; leave --scale out");
         }
         spec.model = ModelChoice::NoModel;
     }

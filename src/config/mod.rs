@@ -19,7 +19,7 @@ use crate::models::smart::{LevelOverrides, ROUTE_NAMES, ROUTED_SCALES, RouteOver
 use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::encode::OutputFormat;
 use crate::pipeline::metadata::MetadataMode;
-use crate::pipeline::route::{ModelChoice, ScaleChoice};
+use crate::pipeline::route::{ModelChoice, NO_MODEL_HAS_NO_SCALE, ScaleChoice};
 use crate::pipeline::{Fit, Target, parse_colour};
 use crate::presets;
 use positions::Positions;
@@ -1037,9 +1037,7 @@ impl Validator {
         if model == ModelChoice::NoModel && scale != ScaleChoice::Auto {
             self.error(
                 &format!("{key}.smart.scale"),
-                "with model: none no model runs, so there is no model scale to set \
-                 (interpolation alone reaches the target); remove scale"
-                    .to_string(),
+                format!("with model: none {NO_MODEL_HAS_NO_SCALE}; remove scale"),
             );
         }
         let quality = match smart_raw.quality.as_deref().map(QualityLevel::parse) {

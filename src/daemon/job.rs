@@ -266,13 +266,11 @@ fn render_remote(
 
 /// A claim's id in the cluster: the same across restarts and adoption.
 pub fn job_id(job: &Claimed) -> String {
-    use sha2::Digest;
     let (folder, owner, n) = job.key();
     // The folder as a short hash: the id must be one token, and the same
     // owner and number occur in every folder.
-    let digest = sha2::Sha256::digest(folder.as_os_str().as_encoded_bytes());
-    let folder: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    crate::config::safe_token(&format!("{owner}-{folder}-{n}"))
+    let folder = crate::cluster::wire::sha256_hex(folder.as_os_str().as_encoded_bytes());
+    crate::config::safe_token(&format!("{owner}-{}-{n}", &folder[..12]))
 }
 
 /// Puts one output in place. The temp file's identity is recorded before it

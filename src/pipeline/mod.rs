@@ -624,19 +624,13 @@ fn encode_all(
             })
             .collect();
         // Joined in order, so the outputs (and the first error) are in the
-        // order of `formats`, as when encoded one by one.
+        // order of `formats`, and a panic goes on up as it does when they
+        // are encoded one by one.
         running
             .into_iter()
             .map(|t| {
-                t.join().unwrap_or_else(|payload| {
-                    Err(StageError::new(
-                        Stage::Encode,
-                        format!(
-                            "internal error in the encoder: {}",
-                            crate::error::panic_text(payload.as_ref())
-                        ),
-                    ))
-                })
+                t.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
     })
@@ -816,18 +810,9 @@ mod tests {
     fn targets_of_one_file_share_one_upscale() {
         let calls = Arc::new(AtomicUsize::new(0));
         let pipeline = Pipeline::new(Box::new(Counting(calls.clone())));
-        let img =
-            image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 90]));
-        let mut png = Vec::new();
-        image::DynamicImage::ImageRgb8(img)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
+        let png = small_png();
         let spec = |w: u32, reuse: bool| JobSpec {
-            target: Some(Target {
-                width: Some(w),
-                height: Some(w),
-                ..Target::default()
-            }),
+            target: square(w),
             scale: ScaleChoice::X2,
             formats: vec![OutputFormat::Png],
             reuse_upscale: reuse,

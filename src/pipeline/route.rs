@@ -70,6 +70,10 @@ impl ModelChoice {
     }
 }
 
+/// Why `model: none` takes no scale: config and CLI say it alike.
+pub const NO_MODEL_HAS_NO_SCALE: &str = "no model runs, so there is no model scale to set \
+     (interpolation alone reaches the target)";
+
 /// Largest enlargement left to the final interpolation after the model.
 pub const MAX_INTERPOLATED_SCALE: f64 = 2.0;
 
