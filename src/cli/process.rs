@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use upscaled::config::QualityLevel;
 use upscaled::models::tiled::TileSettings;
-use upscaled::models::{Catalog, ModelLibrary, models_dir};
+use upscaled::models::{Catalog, models_dir};
 use upscaled::pipeline::encode::{DEFAULT_AVIF_SPEED, OutputFormat};
 use upscaled::pipeline::metadata::MetadataMode;
-use upscaled::pipeline::route::{ModelChoice, NO_MODEL_HAS_NO_SCALE, ScaleChoice};
 use upscaled::pipeline::write::Collision;
 use upscaled::pipeline::{JobReport, JobSpec, Pipeline};
+use upscaled::smart::ModelLibrary;
+use upscaled::smart::QualityLevel;
+use upscaled::smart::route::{ModelChoice, NO_MODEL_HAS_NO_SCALE, ScaleChoice};
 
 use super::common::parse_level;
 use super::target::TargetArgs;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use upscaled::models::tiled::TileSettings;
-use upscaled::models::{Catalog, ModelLibrary, models_dir};
+use upscaled::models::{Catalog, models_dir};
 use upscaled::pipeline::Pipeline;
+use upscaled::smart::ModelLibrary;
 
 /// Where NATS is and how to log in.
 #[derive(Args)]

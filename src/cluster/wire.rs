@@ -3,13 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::QualityLevel;
 use crate::error::Stage;
 use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::encode::OutputFormat;
 use crate::pipeline::metadata::MetadataMode;
-use crate::pipeline::route::{ModelChoice, ScaleChoice};
 use crate::pipeline::{JobReport, JobSpec, Target};
+use crate::smart::QualityLevel;
+use crate::smart::route::{ModelChoice, ScaleChoice};
 
 /// Bumped when a field changes meaning; a worker refuses other versions.
 pub const VERSION: u32 = 1;

@@ -397,7 +397,7 @@ fn render_all(
         .targets
         .first()
         .and_then(|t| t.spec.time_limit_ms)
-        .map(|ms| crate::pipeline::deadline::Deadline::after(Duration::from_millis(ms)));
+        .map(|ms| crate::deadline::Deadline::after(Duration::from_millis(ms)));
     let input = std::path::PathBuf::from(&task.input);
     let mut out = Vec::new();
     for t in &task.targets {

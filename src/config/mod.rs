@@ -14,14 +14,17 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use crate::error::did_you_mean;
 use crate::models::catalog::Catalog;
-use crate::models::smart::{LevelOverrides, ROUTE_NAMES, ROUTED_SCALES, RouteOverrides};
 use crate::pipeline::decode::DecodeLimits;
 use crate::pipeline::encode::OutputFormat;
 use crate::pipeline::metadata::MetadataMode;
-use crate::pipeline::route::{ModelChoice, NO_MODEL_HAS_NO_SCALE, ScaleChoice};
 use crate::pipeline::{Fit, Target, parse_colour};
 use crate::presets;
+use crate::smart::route::{
+    LevelOverrides, ModelChoice, NO_MODEL_HAS_NO_SCALE, QualityLevel, ROUTE_NAMES, ROUTED_SCALES,
+    RouteOverrides, ScaleChoice,
+};
 use positions::Positions;
 use raw::{RawConfig, RawFolder, RawTarget, Unknown};
 
@@ -85,39 +88,6 @@ pub enum WatchMode {
     Auto,
     Events,
     Poll,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QualityLevel {
-    Fast,
-    Balanced,
-    Best,
-}
-
-impl QualityLevel {
-    const ALL: [QualityLevel; 3] = [
-        QualityLevel::Fast,
-        QualityLevel::Balanced,
-        QualityLevel::Best,
-    ];
-
-    /// The name used in configs, on the command line and in output.
-    pub fn name(self) -> &'static str {
-        match self {
-            QualityLevel::Fast => "fast",
-            QualityLevel::Balanced => "balanced",
-            QualityLevel::Best => "best",
-        }
-    }
-
-    /// The level called `text`, or the error both config and CLI give.
-    pub fn parse(text: &str) -> Result<QualityLevel, String> {
-        QualityLevel::ALL
-            .into_iter()
-            .find(|l| l.name() == text)
-            .ok_or_else(|| format!("must be fast, balanced or best, not {text:?}"))
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -1393,32 +1363,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("not a duration: {text:?} (units: ms, s, m, h, d)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("not a duration: {text:?} (too long)"))
-}
-
-/// The closest known name within a small edit distance, for "did you mean".
-pub fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(word, k), *k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            let next = (row[j] + 1).min(row[j + 1] + 1).min(prev + cost);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

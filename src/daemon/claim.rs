@@ -39,7 +39,7 @@ pub fn owner_id() -> String {
                 .map_or(0, |d| d.as_micros());
             format!(
                 "{}-{}-{started:x}",
-                crate::pipeline::write::host_name(),
+                crate::durable::host_name(),
                 std::process::id()
             )
         })

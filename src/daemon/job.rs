@@ -14,9 +14,9 @@ use super::claim::{Claimed, JobRecord};
 use super::{plan, retention, state};
 use crate::cluster::coordinator::{Coordinator, PlannedTarget, PlannedTask, Receipt, RemoteError};
 use crate::config::{FolderRule, OnSuccess};
+use crate::deadline::Deadline;
 use crate::durable::{self, Dir, FileId};
 use crate::error::{JobError, Stage, StageError, printable};
-use crate::pipeline::deadline::Deadline;
 use crate::pipeline::{JobReport, JobSpec, OutputReport, Pipeline, Rendered};
 
 /// What every job needs besides its own file.

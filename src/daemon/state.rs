@@ -113,7 +113,7 @@ pub fn open_root_existing(root: &Path, hot_folders: &[PathBuf]) -> io::Result<Di
 /// no symlink followed) by writers on this host that no longer run: a
 /// SIGKILL or power cut between create and rename. Returns how many.
 pub fn sweep_stale_temps(dir: &Dir, depth: usize) -> usize {
-    let prefix = format!(".upscaled-{}-", crate::pipeline::write::host_name());
+    let prefix = format!(".upscaled-{}-", crate::durable::host_name());
     let mut removed = 0;
     for name in dir.names().unwrap_or_default() {
         let text = name.to_string_lossy();

@@ -177,7 +177,7 @@ impl Catalog {
     pub fn get(&self, name: &str) -> Result<&ModelEntry> {
         self.models.get(name).with_context(|| {
             let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
-            let near = crate::config::did_you_mean(name, &known);
+            let near = crate::error::did_you_mean(name, &known);
             format!(
                 "unknown model '{name}'{}; `upscaled models list` shows them",
                 near.map(|n| format!(" (did you mean '{n}'?)"))

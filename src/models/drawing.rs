@@ -13,11 +13,17 @@ use anyhow::{Context, Result, ensure};
 use super::catalog::Catalog;
 use super::runtime::{self, ModelSession};
 use super::tfjs;
-use crate::pipeline::write::{Collision, write_atomic};
 use crate::raster::Raster;
 
 /// Where `models fetch` installs the converted classifier.
-pub const CLASSIFIER_FILE: &str = "detectors/nsfwjs-mobilenet-v2.onnx";
+/// (`-embedding`: with the penultimate layer as a second output, which Smart
+/// mode's head reads; a file converted before that has only the classes.)
+pub const CLASSIFIER_FILE: &str = "detectors/nsfwjs-mobilenet-v2-embedding.onnx";
+/// The hidden layer whose activations are the picture's embedding: the
+/// 128-unit dense layer before the five-class output.
+const EMBEDDING_LAYER: &str = "dense_2";
+/// Its width.
+pub const EMBEDDING_WIDTH: usize = 128;
 
 /// The network's fixed input side.
 const SIDE: usize = 224;
@@ -53,9 +59,15 @@ pub fn fetch(catalog: &Catalog, models: &Path, cache: &Path) -> Result<PathBuf> 
         })
         .collect::<Result<Vec<_>>>()?;
     let weights = tfjs::Weights::decode(&model["weightsManifest"], &shards)?;
-    let onnx = tfjs::keras_to_onnx(&model["modelTopology"], &weights, "nsfwjs-mobilenet-v2")?;
+    let onnx = tfjs::keras_to_onnx(
+        &model["modelTopology"],
+        &weights,
+        "nsfwjs-mobilenet-v2",
+        &[EMBEDDING_LAYER],
+    )?;
     std::fs::create_dir_all(dest.parent().unwrap_or(models))?;
-    write_atomic(&dest, &onnx, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::durable::replace_file(&dest, &onnx)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     tracing::info!(path = %dest.display(), "installed the drawing classifier");
     Ok(dest)
 }
@@ -72,8 +84,9 @@ impl DrawingClassifier {
         })
     }
 
-    /// The five class probabilities, in [`CLASSES`] order.
-    pub fn probabilities(&self, raster: &Raster) -> Result<[f64; 5]> {
+    /// What the network sees: its five class probabilities and the
+    /// embedding it computes them from.
+    pub fn look(&self, raster: &Raster) -> Result<DrawingLook> {
         // The whole frame squashed to a square, as in training. Reductions
         // average areas: the network's answer swings with aliasing (a photo
         // of thin towers reads as drawn after a plain bilinear step).
@@ -82,18 +95,44 @@ impl DrawingClassifier {
         } else {
             raster.planar_rgb(SIDE, SIDE)
         };
-        let (shape, out) = self.session.run([1, 3, SIDE, SIDE], &input)?;
+        let outputs = self.session.run_all([1, 3, SIDE, SIDE], &input)?;
+        let [(shape, classes), (_, embedding)] = &outputs[..] else {
+            anyhow::bail!(
+                "the drawing classifier has {} outputs, expected the classes and the embedding \
+                 (an old conversion: delete {CLASSIFIER_FILE} and run `upscaled models fetch`)",
+                outputs.len()
+            );
+        };
         ensure!(
-            out.len() == CLASSES.len(),
-            "drawing classifier output is {shape:?}, expected {} classes",
+            classes.len() == CLASSES.len() && embedding.len() == EMBEDDING_WIDTH,
+            "drawing classifier outputs are {shape:?} and {} wide, expected {} classes and {EMBEDDING_WIDTH}",
+            embedding.len(),
             CLASSES.len()
         );
-        Ok(std::array::from_fn(|i| out[i] as f64))
+        Ok(DrawingLook {
+            classes: std::array::from_fn(|i| classes[i] as f64),
+            embedding: embedding.clone(),
+        })
     }
 
     /// The chance that the picture is drawn (Drawing + Hentai).
     pub fn drawn(&self, raster: &Raster) -> Result<f64> {
-        let p = self.probabilities(raster)?;
-        Ok(p[0] + p[1])
+        Ok(self.look(raster)?.drawn())
+    }
+}
+
+/// The drawing classifier's answer for one picture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrawingLook {
+    /// Probabilities of Drawing, Hentai, Neutral, Porn, Sexy.
+    pub classes: [f64; 5],
+    /// The 128 activations of the layer before the output.
+    pub embedding: Vec<f32>,
+}
+
+impl DrawingLook {
+    /// Drawing + Hentai: the chance that the picture is drawn.
+    pub fn drawn(&self) -> f64 {
+        self.classes[0] + self.classes[1]
     }
 }

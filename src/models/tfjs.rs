@@ -19,6 +19,8 @@ use super::onnx::{Attr, GraphBuilder};
 
 pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "output";
+/// The name of the extra output with a hidden layer's activations.
+pub const EMBEDDING: &str = "embedding";
 
 /// The value a browserified module assigns to `module.exports`, parsed from
 /// the object-literal subset that minifiers emit (unquoted keys, `.5`,
@@ -273,8 +275,15 @@ impl Weights {
 
 /// Converts a Keras functional model (the `modelTopology` of a tfjs model
 /// JSON) with its weights to serialised ONNX. The graph's input is NCHW RGB
-/// at the model's fixed size; the output is the last layer as `[1, C, 1, 1]`.
-pub fn keras_to_onnx(topology: &Value, weights: &Weights, name: &str) -> Result<Vec<u8>> {
+/// at the model's fixed size; the output is the last layer as `[1, C, 1, 1]`,
+/// followed by one more output, [`EMBEDDING`], for each layer named in
+/// `also_output` (a hidden layer whose activations another model reads).
+pub fn keras_to_onnx(
+    topology: &Value,
+    weights: &Weights,
+    name: &str,
+    also_output: &[&str],
+) -> Result<Vec<u8>> {
     let config = &topology["model_config"]["config"];
     let layers = config["layers"]
         .as_array()
@@ -301,6 +310,18 @@ pub fn keras_to_onnx(topology: &Value, weights: &Weights, name: &str) -> Result<
         .g
         .node("Reshape", &[&last, &shape], &[OUTPUT], Vec::new());
     importer.g.output(OUTPUT);
+    for (i, layer) in also_output.iter().enumerate() {
+        let value = importer.value(layer)?;
+        let output = if i == 0 {
+            EMBEDDING.to_string()
+        } else {
+            format!("{EMBEDDING}{i}")
+        };
+        importer
+            .g
+            .node("Reshape", &[&value, &shape], &[&output], Vec::new());
+        importer.g.output(&output);
+    }
     Ok(importer
         .g
         .finish(name, &format!("imported from the tfjs Keras model {name}")))

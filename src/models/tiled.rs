@@ -13,11 +13,11 @@ use anyhow::{Context, Result, bail, ensure};
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
+use super::Upscaler;
 use super::catalog::ModelEntry;
 use super::runtime::{self, ModelSession};
+use crate::deadline::{self, Deadline};
 use crate::error::{Stage, StageError};
-use crate::pipeline::deadline::{self, Deadline};
-use crate::pipeline::upscale::Upscaler;
 use crate::raster::Raster;
 
 /// One inference at a time in the process (each uses every core).

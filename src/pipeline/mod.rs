@@ -7,15 +7,12 @@
 
 pub mod avif_xmp;
 pub mod background;
-pub mod classify;
 pub mod crop;
-pub mod deadline;
 pub mod decode;
 mod decode_modern;
 pub mod encode;
 pub mod metadata;
 pub mod resize;
-pub mod route;
 pub mod source;
 pub mod upscale;
 pub mod write;
@@ -26,12 +23,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deadline;
 use crate::error::{JobError, Stage, StageError};
 use crate::raster::Raster;
+use crate::smart::classify;
+use crate::smart::route::{self, ModelChoice, Route, ScaleChoice};
 use decode::DecodeLimits;
 use encode::{EncodeSettings, OutputFormat};
 use metadata::MetadataMode;
-use route::{ModelChoice, Route, ScaleChoice};
 use upscale::{Fixed, Upscaler, UpscalerSource};
 use write::Collision;
 
@@ -122,9 +121,9 @@ pub struct JobSpec {
     /// `smart.model`, `--model`).
     pub model: ModelChoice,
     /// Smart mode's speed/quality trade-off (the folder's `smart.quality`).
-    pub level: crate::config::QualityLevel,
+    pub level: crate::smart::QualityLevel,
     /// The config file's `routes:` over the built-in routing table.
-    pub routes: std::sync::Arc<crate::models::smart::RouteOverrides>,
+    pub routes: std::sync::Arc<crate::smart::route::RouteOverrides>,
     /// Keep the upscaled image for the next target of the same file (the
     /// caller then calls `Pipeline::forget` when the file is done).
     pub reuse_upscale: bool,
@@ -151,7 +150,7 @@ impl Default for JobSpec {
             max_bytes: None,
             scale: ScaleChoice::Auto,
             model: ModelChoice::Auto,
-            level: crate::config::QualityLevel::Balanced,
+            level: crate::smart::QualityLevel::Balanced,
             routes: Default::default(),
             reuse_upscale: false,
             trim: false,

@@ -7,27 +7,13 @@
 
 use std::sync::Arc;
 
+use crate::deadline::Deadline;
 use crate::error::{Stage, StageError};
+pub use crate::models::Upscaler;
 use crate::pipeline::JobSpec;
-use crate::pipeline::classify::{Classification, Networks};
-use crate::pipeline::deadline::Deadline;
 use crate::pipeline::resize::resize;
 use crate::raster::Raster;
-
-pub trait Upscaler: Send + Sync {
-    /// What the log and reports call this upscaler.
-    fn name(&self) -> String;
-    /// Whether it is a real model (false: interpolation only).
-    fn is_model(&self) -> bool;
-    /// Returns a raster exactly `scale` times the input's size, or an error
-    /// once `deadline` passes (models check it between rows of tiles).
-    fn upscale(
-        &self,
-        raster: &Raster,
-        scale: u32,
-        deadline: Option<&Deadline>,
-    ) -> Result<Raster, StageError>;
-}
+use crate::smart::classify::{Classification, Networks};
 
 /// Hands the pipeline the upscaler for a routed scale (the model library, or
 /// one fixed upscaler in tests and benchmarks).

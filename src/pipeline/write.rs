@@ -6,7 +6,6 @@
 //! file; a crash leaves at most a `.upscaled-*.tmp` file, which readers ignore.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::durable::{self, Dir};
@@ -37,7 +36,7 @@ pub fn write_atomic(
         .unwrap_or(Path::new("."));
     let name = dest.file_name().unwrap_or(OsStr::new("output"));
     let folder = Dir::open_trusted(dir).map_err(|e| err("cannot create the folder of", e))?;
-    let tag = temp_tag();
+    let tag = durable::temp_tag();
     match collision {
         Collision::Replace => {
             folder
@@ -53,21 +52,10 @@ pub fn write_atomic(
     }
 }
 
-/// Temporary files carry the host and pid that write them, so a later start
-/// can tell its own dead leftovers from a live writer on another host.
-fn temp_tag() -> String {
-    format!("{}-{}-w", host_name(), std::process::id())
-}
-
-pub fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().replace(['-', '/'], "_"))
-        .unwrap_or_else(|_| "host".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn rename_mode_never_overwrites() {

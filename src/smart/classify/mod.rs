@@ -1,13 +1,20 @@
 //! Stage: what is in the picture (photo, face, text, illustration) and how
-//! damaged it is by JPEG, from cheap image statistics and the SeetaFace
-//! detector that ships inside the `rustface` crate.
+//! damaged it is by JPEG. Image statistics, the SeetaFace detector that
+//! ships inside the `rustface` crate, the text detector and the drawing
+//! network's embedding go into a small trained head ([`head`]) whose
+//! probabilities decide the route by its expected cost ([`cost`]). Without
+//! the drawing network, a hand-written rule tree ([`decide`]) stands in.
 //!
-//! Everything is measured on a copy whose long side is at most 512 px, so the
-//! cost does not grow with the source (a few ms plus the face detector).
+//! Everything is measured on copies of fixed size, so the cost does not grow
+//! with the source.
+
+pub mod cost;
+pub mod head;
 
 use serde::Serialize;
 
-use crate::models::drawing::DrawingClassifier;
+pub use self::cost::{Decision, Probabilities};
+use crate::models::drawing::{DrawingClassifier, DrawingLook};
 use crate::models::text_regions::{TextBox, TextDetector};
 use crate::raster::Raster;
 
@@ -87,8 +94,17 @@ pub struct Features {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Classification {
+    /// The route Smart mode takes: the class with the least expected cost
+    /// (with the rule tree: the class it says).
     pub class: Class,
+    /// The head's probability of `class` (with the rule tree: its rough
+    /// confidence).
     pub confidence: f64,
+    /// The head's calibrated probabilities; None when the rule tree decided
+    /// (no drawing network installed).
+    pub probabilities: Option<Probabilities>,
+    /// The cost-weighted decision behind `class`, with the head.
+    pub decision: Option<Decision>,
     pub faces: Vec<FaceBox>,
     /// IJG-style quality of the JPEG's luminance table, when it is a JPEG.
     pub jpeg_quality_estimate: Option<u8>,
@@ -99,9 +115,17 @@ pub struct Classification {
     /// taken: the same look that protection takes, so it is not taken twice.
     #[serde(skip)]
     pub close_text_boxes: Option<Vec<TextBox>>,
+    /// What the head read (for `classify --inputs` and training).
+    #[serde(skip)]
+    pub head_inputs: Option<Vec<f64>>,
 }
 
 impl Classification {
+    /// The most probable class (with the rule tree: `class`).
+    pub fn likely(&self) -> Class {
+        self.probabilities.map_or(self.class, |p| p.likely())
+    }
+
     /// Visible JPEG damage: a low quality table or a visible 8x8 grid. Such
     /// sources get a model that removes artefacts instead of sharpening them.
     pub fn jpeg_damaged(&self) -> bool {
@@ -312,7 +336,7 @@ pub const DRAWN: f64 = 0.75;
 pub fn decide(f: &Features, faces: usize) -> (Class, f64) {
     let clamp = |v: f64| v.clamp(0.5, 0.99);
     // A face that fills a real share of a natural image (no outlines).
-    if faces > 0 && f.face_share >= 0.03 && f.top_colours < 0.8 && f.lines < 0.03 {
+    if faces > 0 && f.face_share >= FACE_SHARE && f.top_colours < 0.8 && f.lines < 0.03 {
         return (Class::Face, clamp(0.6 + f.face_share));
     }
     // Several lines of type covering a real share of the frame: a page, a
@@ -384,7 +408,7 @@ pub struct Networks<'a> {
 pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classification {
     // Two lanes of about equal length on two cores: the text detector, and
     // the face detector, the drawing classifier and the statistics.
-    let (text_lines, faces, drawn, mut features, blocking) = std::thread::scope(|scope| {
+    let (text_lines, faces, look, mut features, blocking) = std::thread::scope(|scope| {
         let lines = scope.spawn(|| {
             networks.text.and_then(|d| {
                 d.text_lines(raster)
@@ -393,14 +417,14 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
             })
         });
         let faces = detect_faces(raster);
-        let drawn = networks.drawing.and_then(|d| {
-            d.drawn(raster)
+        let look = networks.drawing.and_then(|d| {
+            d.look(raster)
                 .inspect_err(|e| tracing::warn!("drawing classification failed: {e:#}"))
                 .ok()
         });
         let (features, blocking) = (statistics(raster), blockiness(raster));
         let lines = lines.join().ok().flatten();
-        (lines, faces, drawn, features, blocking)
+        (lines, faces, look, features, blocking)
     });
     let area = (raster.width as f64 * raster.height as f64).max(1.0);
     features.face_share = faces
@@ -409,7 +433,32 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
         .fold(0.0, f64::max);
     features.text_lines = text_lines.map(|t| t.0);
     features.text_share = text_lines.map(|t| t.1);
-    features.drawn = drawn;
+    features.drawn = look.as_ref().map(DrawingLook::drawn);
+    let jpeg_quality_estimate = jpeg_quality(source);
+    if let (Some(look), Some(head)) = (&look, head::Head::builtin()) {
+        let inputs = head::inputs(&head::Evidence {
+            features: &features,
+            look,
+            faces: faces.len(),
+            jpeg_quality: jpeg_quality_estimate,
+            blockiness: blocking,
+            has_alpha: raster.has_alpha,
+        });
+        let probabilities = split_natural(head.families(&inputs), &features, faces.len());
+        let decision = cost::decide(&probabilities, features.text_lines.is_some_and(|n| n > 0));
+        return Classification {
+            class: decision.route,
+            confidence: probabilities.of(decision.route),
+            probabilities: Some(probabilities),
+            decision: Some(decision),
+            faces,
+            jpeg_quality_estimate,
+            blockiness: blocking,
+            features,
+            close_text_boxes: None,
+            head_inputs: Some(inputs),
+        };
+    }
     let (mut class, mut confidence) = decide(&features, faces.len());
     let mut close_text_boxes = None;
     // Text by statistics alone: let the detector look again at a size where
@@ -430,11 +479,32 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
     Classification {
         class,
         confidence,
+        probabilities: None,
+        decision: None,
         faces,
-        jpeg_quality_estimate: jpeg_quality(source),
+        jpeg_quality_estimate,
         blockiness: blocking,
         features,
         close_text_boxes,
+        head_inputs: None,
+    }
+}
+
+/// The share of the frame from which a detected face makes a natural
+/// picture a portrait (a face that is the subject, not a crowd's).
+pub const FACE_SHARE: f64 = 0.03;
+
+/// Four class probabilities from the head's three families: a natural
+/// picture is a face when the detector found one that fills a real share of
+/// the frame, else a photo.
+fn split_natural(families: [f64; 3], f: &Features, faces: usize) -> Probabilities {
+    let [natural, text, drawing] = families;
+    let portrait = faces > 0 && f.face_share >= FACE_SHARE;
+    Probabilities {
+        photo: if portrait { 0.0 } else { natural },
+        face: if portrait { natural } else { 0.0 },
+        text,
+        illustration: drawing,
     }
 }
 

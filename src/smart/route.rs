@@ -1,14 +1,157 @@
-//! Stage 3: decide how much the model must enlarge the image.
+//! Routing: how much a model must enlarge the image (the scale) and which
+//! model does it (the table of `config/routes.yaml`: class x scale x level).
 //!
 //! Smart mode's scale rule (DESIGN.md): no model when the source already covers
 //! the target, 2x for a moderate boost, 4x only for tiny sources. 4x on an
 //! already-large image invents grain, and chaining two 4x models invents worse,
 //! so above 4x the model does 4x and a final Lanczos does at most 2x more.
 
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::Target;
-use super::resize::needed_scale;
+use super::classify::{Class, Classification};
+use crate::models::catalog::Catalog;
+use crate::pipeline::Target;
+use crate::pipeline::resize::needed_scale;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QualityLevel {
+    Fast,
+    Balanced,
+    Best,
+}
+
+impl QualityLevel {
+    const ALL: [QualityLevel; 3] = [
+        QualityLevel::Fast,
+        QualityLevel::Balanced,
+        QualityLevel::Best,
+    ];
+
+    /// The name used in configs, on the command line and in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            QualityLevel::Fast => "fast",
+            QualityLevel::Balanced => "balanced",
+            QualityLevel::Best => "best",
+        }
+    }
+
+    /// The level called `text`, or the error both config and CLI give.
+    pub fn parse(text: &str) -> Result<QualityLevel, String> {
+        QualityLevel::ALL
+            .into_iter()
+            .find(|l| l.name() == text)
+            .ok_or_else(|| format!("must be fast, balanced or best, not {text:?}"))
+    }
+}
+
+pub const ROUTES_YAML: &str = include_str!("../../config/routes.yaml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Levels {
+    pub fast: String,
+    pub balanced: String,
+    pub best: String,
+}
+
+/// route name (class, or `jpeg-damaged-<class>`) → scale → levels.
+#[derive(Clone, Debug)]
+pub struct Routes(BTreeMap<String, BTreeMap<u32, Levels>>);
+
+/// The routes a table may name, and the scales Smart mode routes.
+pub const ROUTE_NAMES: &[&str] = &[
+    "photo",
+    "face",
+    "text",
+    "illustration",
+    "jpeg-damaged-photo",
+    "jpeg-damaged-illustration",
+];
+pub const ROUTED_SCALES: &[u32] = &[2, 4];
+
+/// A user's `routes:` entry for one route and scale: each level it names
+/// replaces the built-in model; the others stay.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LevelOverrides {
+    pub fast: Option<String>,
+    pub balanced: Option<String>,
+    pub best: Option<String>,
+}
+
+impl LevelOverrides {
+    fn get(&self, level: QualityLevel) -> Option<&str> {
+        match level {
+            QualityLevel::Fast => self.fast.as_deref(),
+            QualityLevel::Balanced => self.balanced.as_deref(),
+            QualityLevel::Best => self.best.as_deref(),
+        }
+    }
+}
+
+/// The config file's `routes:` (route → scale → levels), laid over the
+/// built-in table.
+pub type RouteOverrides = BTreeMap<String, BTreeMap<u32, LevelOverrides>>;
+
+impl Routes {
+    pub fn builtin(catalog: &Catalog) -> Result<Self> {
+        let table: BTreeMap<String, BTreeMap<u32, Levels>> =
+            serde_yaml::from_str(ROUTES_YAML).context("config/routes.yaml is malformed")?;
+        for (route, scales) in &table {
+            for (scale, levels) in scales {
+                for name in [&levels.fast, &levels.balanced, &levels.best] {
+                    let entry = catalog.get(name)?;
+                    if entry.scale != *scale || !entry.default_route {
+                        bail!(
+                            "routes: {route} {scale}x names {name}, which is {}x or not licensed for default routes",
+                            entry.scale
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Self(table))
+    }
+
+    /// The model for a classified image at `scale` and `level`: the user's
+    /// override when there is one, else the built-in table.
+    pub fn pick<'a>(
+        &'a self,
+        overrides: &'a RouteOverrides,
+        c: &Classification,
+        scale: u32,
+        level: QualityLevel,
+    ) -> Option<&'a str> {
+        let class = c.class.to_string();
+        let damaged = match c.class {
+            Class::Illustration => "jpeg-damaged-illustration",
+            _ => "jpeg-damaged-photo",
+        };
+        // Faces and text keep their fidelity models even when damaged.
+        let route = if c.jpeg_damaged() && matches!(c.class, Class::Photo | Class::Illustration) {
+            damaged.to_string()
+        } else {
+            class
+        };
+        let chosen = overrides
+            .get(&route)
+            .and_then(|scales| scales.get(&scale))
+            .and_then(|levels| levels.get(level));
+        if chosen.is_some() {
+            return chosen;
+        }
+        let levels = self.0.get(&route)?.get(&scale)?;
+        Some(match level {
+            QualityLevel::Fast => &levels.fast,
+            QualityLevel::Balanced => &levels.balanced,
+            QualityLevel::Best => &levels.best,
+        })
+    }
+}
 
 /// The user's scale choice (`--scale`, or the folder's `scale:`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,130 @@
+"""Smart mode on images it never saw: every source scripts/datasets.py puts in
+the `unseen` role (whole packages the head was neither trained nor tuned on).
+
+    python3 scripts/eval_unseen.py [path/to/upscaled]      (or: make eval-unseen)
+
+Prints, for the route Smart mode takes (the least expected cost, what decides
+the model): accuracy per class with a 95% Wilson interval, the confusion
+matrix, the product-on-white category on its own, each source's share, and
+the severe misroutes, which must be 0:
+- a natural picture (photo, face) routed as an illustration, i.e. to a
+  drawing-only model;
+- text routed to a route with a generative model (photo at `best`, or
+  illustration) while the text detector found no line to protect.
+Exits with 1 when there is a severe misroute. Results in docs/smart-mode.md.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ["photo", "face", "text", "illustration"]
+
+
+def wilson(k, n, z=1.96):
+    """95% Wilson score interval of k successes in n."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def severe(truth, row):
+    route = row["class"]
+    if truth in ("photo", "face") and route == "illustration":
+        return "natural picture to a drawing-only model"
+    lines = row["features"].get("text_lines") or 0
+    if truth == "text" and route in ("photo", "illustration") and lines == 0:
+        return "text to a generative route with no line protected"
+    return None
+
+
+def pct(k, n):
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} = {100 * k / max(n, 1):.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f}%)"
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target/release/upscaled")
+    listing = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/datasets.py"), "list", "--role", "unseen"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    items = [line.split("\t") for line in listing.splitlines() if line.strip()]
+    truth = {i[0]: i for i in items}
+    rows = []
+    for start in range(0, len(items), 50):
+        batch = [i[0] for i in items[start : start + 50]]
+        run = subprocess.run(
+            [binary, "classify", *batch],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RUST_LOG": "error"},
+        )
+        rows += [json.loads(line) for line in run.stdout.splitlines()]
+        for err in run.stderr.splitlines():
+            if err.strip():
+                print(f"unreadable, not counted: {err}")
+        print(f"  classified {len(rows)}/{len(items)}", file=sys.stderr)
+
+    sources = {i[3] for i in items}
+    print(f"# Smart mode on unseen images: {len(rows)} images from {len(sources)} sources\n")
+    confusion = defaultdict(Counter)
+    by_source = defaultdict(Counter)
+    by_category = defaultdict(Counter)
+    severe_rows = []
+    likely_right = Counter()
+    for row in rows:
+        path, label, category, source = truth[row["file"]][:4]
+        confusion[label][row["class"]] += 1
+        by_source[(source, label)]["n"] += 1
+        by_source[(source, label)]["ok"] += row["class"] == label
+        if category:
+            by_category[category]["n"] += 1
+            by_category[category]["ok"] += row["class"] == label
+            by_category[category][row["class"]] += 1
+        likely_right[label] += row.get("likely", row["class"]) == label
+        why = severe(label, row)
+        if why:
+            severe_rows.append((source, path, label, row, why))
+
+    print("Route accuracy per class (the route decides the model):\n")
+    total = sum(sum(c.values()) for c in confusion.values())
+    right = sum(confusion[c][c] for c in CLASSES)
+    for c in CLASSES:
+        n = sum(confusion[c].values())
+        if n:
+            print(f"- {c}: {pct(confusion[c][c], n)}; most likely class right: {likely_right[c]}/{n}")
+    print(f"- all: {pct(right, total)}\n")
+
+    print("| truth \\ route | " + " | ".join(CLASSES) + " | n |")
+    print("|---" * (len(CLASSES) + 2) + "|")
+    for c in CLASSES:
+        n = sum(confusion[c].values())
+        if n:
+            print(f"| {c} | " + " | ".join(str(confusion[c][r]) for r in CLASSES) + f" | {n} |")
+    print()
+    for cat, counts in sorted(by_category.items()):
+        routes = ", ".join(f"{r} {counts[r]}" for r in CLASSES if counts[r])
+        print(f"Category {cat}: {pct(counts['ok'], counts['n'])}; routes: {routes}")
+    print("\nPer source:\n")
+    for (source, label), counts in sorted(by_source.items()):
+        print(f"- {source} ({label}): {counts['ok']}/{counts['n']}")
+    print(f"\nSevere misroutes: {len(severe_rows)}")
+    for source, path, label, row, why in severe_rows:
+        p = row.get("probabilities") or {}
+        print(f"- {source}: {Path(path).name} ({label}) -> {row['class']}: {why}; probabilities {p}")
+    return 1 if severe_rows else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
