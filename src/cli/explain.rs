@@ -107,6 +107,12 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             c.class
         ),
     }
+    if let Some(s) = c.subject {
+        println!(
+            "subject:    {}x{} at ({}, {}) on a plain backdrop: classified without the backdrop",
+            s.width, s.height, s.x, s.y
+        );
+    }
     let f = &c.features;
     println!(
         "evidence:   largest face {:.0}% of the frame; {}; {}",
@@ -120,8 +126,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             _ => "no text detector".into(),
         },
         f.drawn.map_or("no drawing classifier".into(), |d| format!(
-            "drawn {d:.2} (illustration from {:.2})",
-            classify::DRAWN
+            "drawn {d:.2} (the drawing network's Drawing + Hentai)"
         )),
     );
     print_target(target.as_ref(), r.needed);

@@ -109,21 +109,29 @@ struct HeadFile {
 
 /// A loaded head.
 pub struct Head {
+    /// Where each input it reads sits in the vector [`inputs`] writes.
+    columns: Vec<usize>,
     weights: Vec<Vec<f64>>,
     bias: Vec<f64>,
 }
 
 impl Head {
-    /// Parses a head file and checks that it reads the inputs this build
-    /// computes, in the same order.
+    /// Parses a head file and checks that this build computes every input
+    /// it reads (found by name: a head may read a subset).
     pub fn parse(json: &str) -> anyhow::Result<Self> {
         let file: HeadFile = serde_json::from_str(json)?;
-        anyhow::ensure!(
-            file.inputs == input_names(),
-            "the head reads other inputs than this build computes ({} against {}): retrain it",
-            file.inputs.len(),
-            input_names().len()
-        );
+        let known = input_names();
+        let columns = file
+            .inputs
+            .iter()
+            .map(|name| {
+                known.iter().position(|k| k == name).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the head reads `{name}`, which this build does not compute: retrain it"
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<usize>>>()?;
         anyhow::ensure!(
             file.families == FAMILIES
                 && file.weights.len() == FAMILIES.len()
@@ -137,6 +145,7 @@ impl Head {
             "the head was never trained (run `make train-head`)"
         );
         Ok(Self {
+            columns,
             weights: file.weights,
             bias: file.bias,
         })
@@ -159,11 +168,82 @@ impl Head {
             .weights
             .iter()
             .zip(&self.bias)
-            .map(|(w, b)| b + w.iter().zip(inputs).map(|(w, x)| w * x).sum::<f64>())
+            .map(|(w, b)| {
+                b + w
+                    .iter()
+                    .zip(&self.columns)
+                    .map(|(w, &i)| w * inputs[i])
+                    .sum::<f64>()
+            })
             .collect();
         let top = logits.iter().cloned().fold(f64::MIN, f64::max);
         let exp: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
         let sum: f64 = exp.iter().sum();
         std::array::from_fn(|i| exp[i] / sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Check {
+        accuracy: f64,
+        samples: Vec<Sample>,
+    }
+
+    #[derive(Deserialize)]
+    struct Sample {
+        file: String,
+        family: String,
+        inputs: Vec<f64>,
+        probabilities: Vec<f64>,
+    }
+
+    /// Validation pictures' inputs, with the probabilities
+    /// scripts/train_head.py computed for them when it wrote the head.
+    const CHECK_JSON: &str = include_str!("../../../models/smart-head-check.json");
+
+    #[test]
+    fn the_head_gives_the_training_scripts_answers() {
+        let head = Head::parse(HEAD_JSON).expect("models/smart-head.json loads");
+        let check: Check = serde_json::from_str(CHECK_JSON).unwrap();
+        assert!(check.samples.len() >= 20, "{}", check.samples.len());
+        let mut right = 0;
+        for s in &check.samples {
+            let p = head.families(&s.inputs);
+            for (ours, theirs) in p.iter().zip(&s.probabilities) {
+                assert!(
+                    (ours - theirs).abs() < 1e-9,
+                    "{}: {p:?} vs {:?}",
+                    s.file,
+                    s.probabilities
+                );
+            }
+            let top = (0..FAMILIES.len())
+                .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                .unwrap();
+            right += usize::from(FAMILIES[top] == s.family);
+        }
+        let accuracy = right as f64 / check.samples.len() as f64;
+        assert!(
+            (accuracy - check.accuracy).abs() < 1e-12,
+            "{accuracy} vs {}",
+            check.accuracy
+        );
+    }
+
+    #[test]
+    fn an_untrained_or_mismatched_head_is_refused() {
+        let mut file: serde_json::Value = serde_json::from_str(HEAD_JSON).unwrap();
+        file.as_object_mut().unwrap().remove("training");
+        let e = Head::parse(&file.to_string()).err().unwrap().to_string();
+        assert!(e.contains("never trained"), "{e}");
+
+        let mut file: serde_json::Value = serde_json::from_str(HEAD_JSON).unwrap();
+        file["inputs"][0] = "no such input".into();
+        let e = Head::parse(&file.to_string()).err().unwrap().to_string();
+        assert!(e.contains("retrain"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ pub mod head;
 mod jpeg;
 mod rules;
 mod statistics;
+pub mod subject;
 
 use serde::Serialize;
 
@@ -123,6 +124,10 @@ pub struct Classification {
     /// taken: the same look that protection takes, so it is not taken twice.
     #[serde(skip)]
     pub close_text_boxes: Option<Vec<TextBox>>,
+    /// The subject's box when the picture stands on a plain backdrop: what
+    /// classification looked at.
+    #[serde(skip)]
+    pub subject: Option<subject::Region>,
     /// What the head read (for `classify --inputs` and training).
     #[serde(skip)]
     pub head_inputs: Option<Vec<f64>>,
@@ -152,45 +157,61 @@ pub struct Networks<'a> {
 
 /// Classifies `raster` (`source`: the file's bytes, for the JPEG tables).
 pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classification {
+    // A subject on a plain backdrop is looked at without the backdrop.
+    let subject = subject::subject_region(raster);
+    let cropped = subject.map(|region| subject::crop(raster, region));
+    let seen = cropped.as_ref().unwrap_or(raster);
     // Two lanes of about equal length on two cores: the text detector, and
     // the face detector, the drawing classifier and the statistics.
-    let (text_lines, faces, look, mut features, blocking) = std::thread::scope(|scope| {
+    let (text_lines, mut faces, look, mut features, blocking) = std::thread::scope(|scope| {
         let lines = scope.spawn(|| {
             networks.text.and_then(|d| {
-                d.text_lines(raster)
+                d.text_lines(seen)
                     .inspect_err(|e| tracing::warn!("text detection failed: {e:#}"))
                     .ok()
             })
         });
-        let faces = detect_faces(raster);
+        let faces = detect_faces(seen);
         let look = networks.drawing.and_then(|d| {
-            d.look(raster)
+            d.look(seen)
                 .inspect_err(|e| tracing::warn!("drawing classification failed: {e:#}"))
                 .ok()
         });
-        let (features, blocking) = (statistics(raster), blockiness(raster));
+        // The 8x8 grid is the whole file's: blockiness reads the source.
+        let (features, blocking) = (statistics(seen), blockiness(raster));
         let lines = lines.join().ok().flatten();
         (lines, faces, look, features, blocking)
     });
-    let area = (raster.width as f64 * raster.height as f64).max(1.0);
+    let area = (seen.width as f64 * seen.height as f64).max(1.0);
     features.face_share = faces
         .iter()
         .map(|f| f.width as f64 * f.height as f64 / area)
         .fold(0.0, f64::max);
+    // Face boxes in source pixels, for protection.
+    if let Some(region) = subject {
+        for face in &mut faces {
+            face.x += region.x;
+            face.y += region.y;
+        }
+    }
     features.text_lines = text_lines.map(|t| t.0);
     features.text_share = text_lines.map(|t| t.1);
     features.drawn = look.as_ref().map(DrawingLook::drawn);
     let jpeg_quality_estimate = jpeg_quality(source);
-    if let (Some(look), Some(head)) = (&look, head::Head::builtin()) {
-        let inputs = head::inputs(&head::Evidence {
+    // What the head reads; computed whenever the drawing network looked, so
+    // that scripts/train_head.py can train a head where none is yet.
+    let head_inputs = look.as_ref().map(|look| {
+        head::inputs(&head::Evidence {
             features: &features,
             look,
             faces: faces.len(),
             jpeg_quality: jpeg_quality_estimate,
             blockiness: blocking,
             has_alpha: raster.has_alpha,
-        });
-        let probabilities = split_natural(head.families(&inputs), &features, faces.len());
+        })
+    });
+    if let (Some(inputs), Some(head)) = (&head_inputs, head::Head::builtin()) {
+        let probabilities = split_natural(head.families(inputs), &features, faces.len());
         let decision = cost::decide(&probabilities, features.text_lines.is_some_and(|n| n > 0));
         return Classification {
             class: decision.route,
@@ -202,7 +223,8 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
             blockiness: blocking,
             features,
             close_text_boxes: None,
-            head_inputs: Some(inputs),
+            head_inputs,
+            subject,
         };
     }
     let (mut class, mut confidence) = decide(&features, faces.len());
@@ -232,7 +254,8 @@ pub fn classify(raster: &Raster, source: &[u8], networks: Networks) -> Classific
         blockiness: blocking,
         features,
         close_text_boxes,
-        head_inputs: None,
+        head_inputs,
+        subject,
     }
 }
 
