@@ -64,14 +64,12 @@ pub struct ModelSession {
 
 impl ModelSession {
     /// Runs the model on one NCHW float image, returning the output's shape and data.
+    /// (The upscalers have one output; a model with more gives its first.)
     pub fn run(&self, shape: [usize; 4], data: &[f32]) -> Result<([usize; 4], Vec<f32>)> {
-        let input = TensorRef::from_array_view((shape, data))?;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| anyhow!("model session poisoned"))?;
-        let outputs = session.run(ort::inputs![input])?;
-        nchw(&outputs[0])
+        self.run_all(shape, data)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("the model has no output"))
     }
 
     /// Like [`run`](Self::run), returning every output of the model in the
