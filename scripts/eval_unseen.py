@@ -38,8 +38,13 @@ def wilson(k, n, z=1.96):
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def route_at(row, level):
+    """The route at 4x and `level` (the table's generative models are at 4x)."""
+    return (row.get("routes") or {}).get(level, {}).get("4", row["class"])
+
+
 def severe(truth, row, level):
-    route = row["class"]
+    route = route_at(row, level)
     if truth in ("photo", "face") and route == "illustration":
         return "natural picture to a drawing-only model"
     if truth != "text" or (row["features"].get("text_lines") or 0) > 0:
@@ -84,7 +89,7 @@ def main():
     sources = {i[3] for i in items}
     print(f"# Smart mode on unseen images: {len(rows)} images from {len(sources)} sources\n")
     confusion = defaultdict(Counter)
-    routes = defaultdict(Counter)
+    routes = {level: defaultdict(Counter) for level in ("balanced", "best")}
     by_source = defaultdict(Counter)
     by_category = defaultdict(Counter)
     severe_rows = []
@@ -92,13 +97,14 @@ def main():
         path, label, category, source = truth[row["file"]][:4]
         likely = row.get("likely", row["class"])
         confusion[label][likely] += 1
-        routes[label][row["class"]] += 1
+        for level in routes:
+            routes[level][label][route_at(row, level)] += 1
         by_source[(source, label)]["n"] += 1
         by_source[(source, label)]["ok"] += likely == label
         if category:
             by_category[category]["n"] += 1
             by_category[category]["ok"] += likely == label
-            by_category[category][row["class"]] += 1
+            by_category[category][route_at(row, "balanced")] += 1
         for level in ("balanced", "best"):
             why = severe(label, row, level)
             if why:
@@ -122,14 +128,19 @@ def main():
         print()
 
     table("Classification (the most likely class) per class:", confusion)
-    table(
-        "Route (the least expected cost; a sure class takes its own route, an unsure one "
-        "the route whose mistakes cost least):",
-        routes,
-    )
+    for level, matrix in routes.items():
+        table(
+            f"Route at 4x {level} (the least expected cost with the models the routes run "
+            "there: a sure class takes its own route, an unsure one the route whose mistakes "
+            "cost least; routes that run the same model cost nothing between them):",
+            matrix,
+        )
     for cat, counts in sorted(by_category.items()):
         taken = ", ".join(f"{r} {counts[r]}" for r in CLASSES if counts[r])
-        print(f"Category {cat}: classified photo {pct(counts['ok'], counts['n'])}; routes: {taken}")
+        print(
+            f"Category {cat}: classified photo {pct(counts['ok'], counts['n'])}; "
+            f"routes at 4x balanced: {taken}"
+        )
     print("\nPer source (classified as labelled):\n")
     for (source, label), counts in sorted(by_source.items()):
         print(f"- {source} ({label}): {counts['ok']}/{counts['n']}")
@@ -138,7 +149,7 @@ def main():
         print(f"\nSevere misroutes at {level}: {len(at)}")
         for _, source, path, label, row, why in at:
             p = row.get("probabilities") or {}
-            print(f"- {source}: {Path(path).name} ({label}) -> {row['class']}: {why}; probabilities {p}")
+            print(f"- {source}: {Path(path).name} ({label}) -> {route_at(row, level)}: {why}; probabilities {p}")
     return 1 if severe_rows else 0
 
 

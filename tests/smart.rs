@@ -221,6 +221,9 @@ fn routing_table_follows_the_product_rules() {
     // take (docs/smart-mode.md, "The cost of a mistake").
     let mut drawing = class_of(&dir.join("logo.png"));
     drawing.class = Class::Illustration;
+    // Without probabilities the route is the class as set (the cost rule
+    // would otherwise weigh the logo's own).
+    drawing.probabilities = None;
     let kind = |name: &str| catalog.get(name).unwrap().kind;
     use upscaled::models::catalog::ModelKind::*;
     for level in [
@@ -432,7 +435,10 @@ fn text_in_a_photo_comes_from_the_fidelity_model() {
         ..Default::default()
     };
     let mut c = classify(&raster, &[], networks());
-    c.class = Class::Photo; // the crop is mostly label; the route is the point here
+    // The crop is mostly label; the photo route is the point here, so the
+    // class is set and the probabilities that would weigh it dropped.
+    c.class = Class::Photo;
+    c.probabilities = None;
     use upscaled::pipeline::upscale::UpscalerSource;
     let safe = lib.for_scale(&raster, 4, &spec, &c).unwrap();
     assert!(safe.name().contains("text lines"), "{}", safe.name());
@@ -506,4 +512,50 @@ fn compare_renders_a_labelled_sheet() {
         .filter(|&(x, y)| img.get_pixel(x, y).0 == [230, 20, 20])
         .count();
     assert!(red >= 8, "no crop box in the full frame ({red} red pixels)");
+}
+
+#[test]
+fn the_route_is_weighed_with_the_models_of_the_jobs_level() {
+    let catalog = Catalog::builtin().unwrap();
+    let routes = Routes::builtin(&catalog).unwrap();
+    let none = RouteOverrides::new();
+    let mut c = class_of(&samples().join("coffee.png"));
+    // A photo with a one-in-five chance of type and no line found to
+    // protect (docs/smart-mode.md, "The cost of a mistake").
+    c.probabilities = Some(upscaled::smart::classify::cost::Probabilities {
+        photo: 0.8,
+        face: 0.0,
+        text: 0.2,
+        illustration: 0.0,
+    });
+    c.features.text_lines = Some(0);
+    c.jpeg_quality_estimate = None;
+    c.blockiness = 1.0;
+    let decide = |level| routes.decide(&none, &c, 4, level).unwrap().route;
+    // At `balanced` photo and text both run SPAN: it stays a photo.
+    assert_eq!(decide(QualityLevel::Balanced), Class::Photo);
+    // At `best` the photo route is generative: unprotected type is not
+    // worth the chance, and the fidelity model runs.
+    assert_eq!(decide(QualityLevel::Best), Class::Text);
+    let model = routes.pick(&none, &c, 4, QualityLevel::Best).unwrap();
+    let kind = catalog.get(model).unwrap().kind;
+    assert_eq!(
+        kind,
+        upscaled::models::catalog::ModelKind::Fidelity,
+        "{model}"
+    );
+    // A sure photo keeps the generative model at `best`.
+    c.probabilities = Some(upscaled::smart::classify::cost::Probabilities {
+        photo: 0.99,
+        face: 0.0,
+        text: 0.01,
+        illustration: 0.0,
+    });
+    let model = routes.pick(&none, &c, 4, QualityLevel::Best).unwrap();
+    let kind = catalog.get(model).unwrap().kind;
+    assert_eq!(
+        kind,
+        upscaled::models::catalog::ModelKind::Generative,
+        "{model}"
+    );
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use upscaled::config::Config;
 use upscaled::pipeline::JobSpec;
+use upscaled::pipeline::upscale::UpscalerSource;
 use upscaled::smart::ModelLibrary;
 use upscaled::smart::QualityLevel;
 use upscaled::smart::route::{ModelChoice, ScaleChoice};
@@ -61,7 +62,26 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let library = super::common::inspection_library()?;
-    let c = classify::classify(raster, &bytes, library.networks());
+    let mut c = classify::classify(raster, &bytes, library.networks());
+    let routes = match &args.config {
+        Some(file) => {
+            let config = Config::load_routes(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            config
+                .check_models(file, library.catalog())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            config.routes
+        }
+        None => Default::default(),
+    };
+    let spec = JobSpec {
+        level: args.level,
+        routes,
+        ..JobSpec::default()
+    };
+    // The route for this job's scale and level, as the pipeline settles it.
+    if r.model_scale > 1 {
+        library.settle_route(&mut c, r.model_scale, &spec);
+    }
     println!(
         "class:      {} (confidence {:.2}); {} face(s); JPEG quality {}{}",
         c.class,
@@ -92,8 +112,11 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
                 .map(|(class, cost)| format!("{class} {cost:.2}"))
                 .collect();
             println!(
-                "route:      {} by least expected cost ({}; docs/smart-mode.md, \"Cost\"){}",
+                "route:      {} by least expected cost at {}x {} ({}; routes that run the same \
+                 model cost nothing between them; docs/smart-mode.md, \"Cost\"){}",
                 d.route,
+                r.model_scale,
+                args.level.name(),
                 costs.join(", "),
                 if d.route != c.likely() {
                     ", not the most likely class: that mistake would cost more"
@@ -134,21 +157,6 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("decision:   no upscale: the source already covers the target; resize only");
         return Ok(ExitCode::SUCCESS);
     }
-    let routes = match &args.config {
-        Some(file) => {
-            let config = Config::load_routes(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-            config
-                .check_models(file, library.catalog())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            config.routes
-        }
-        None => Default::default(),
-    };
-    let spec = JobSpec {
-        level: args.level,
-        routes,
-        ..JobSpec::default()
-    };
     let model = library.choose(r.model_scale, &spec, &c);
     let entry = library.catalog().get(&model)?;
     println!(

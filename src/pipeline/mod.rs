@@ -312,8 +312,11 @@ impl Pipeline {
         // touches (covered already, or `model: none`) skips it, and with it
         // every network it would run.
         deadline::check(spec.deadline.as_ref(), Stage::Classify)?;
-        let classification = (route.model_scale > 1)
-            .then(|| classify::classify(&raster, bytes, self.upscalers.networks()));
+        let classification = (route.model_scale > 1).then(|| {
+            let mut c = classify::classify(&raster, bytes, self.upscalers.networks());
+            self.upscalers.settle_route(&mut c, route.model_scale, spec);
+            c
+        });
         timer.lap(Stage::Classify);
         Ok(Prepared {
             info: decoded.info,

@@ -34,6 +34,11 @@ pub trait UpscalerSource: Send + Sync {
         Networks::default()
     }
 
+    /// Settles the route of `classification` for the job's scale and level,
+    /// where the source has a routing table that weighs it (the route a
+    /// report names is then the one that picks the model).
+    fn settle_route(&self, _classification: &mut Classification, _scale: u32, _spec: &JobSpec) {}
+
     /// The name of the model `for_scale` would pick, without loading it
     /// (a cluster job names its model before any worker takes it).
     fn model_name(

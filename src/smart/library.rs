@@ -178,6 +178,12 @@ impl ModelLibrary {
 }
 
 impl UpscalerSource for ModelLibrary {
+    fn settle_route(&self, c: &mut Classification, scale: u32, spec: &JobSpec) {
+        if let Some(d) = self.routes.decide(&spec.routes, c, scale, spec.level) {
+            c.settle(d);
+        }
+    }
+
     fn for_scale(
         &self,
         raster: &Raster,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::classify::{Class, Classification};
+use super::classify::{Class, Classification, cost};
 use crate::models::catalog::Catalog;
 use crate::pipeline::Target;
 use crate::pipeline::resize::needed_scale;
@@ -118,7 +118,9 @@ impl Routes {
     }
 
     /// The model for a classified image at `scale` and `level`: the user's
-    /// override when there is one, else the built-in table.
+    /// override when there is one, else the built-in table. The route is
+    /// the one [`Routes::decide`] settles on where the head gave
+    /// probabilities, else the class.
     pub fn pick<'a>(
         &'a self,
         overrides: &'a RouteOverrides,
@@ -126,16 +128,44 @@ impl Routes {
         scale: u32,
         level: QualityLevel,
     ) -> Option<&'a str> {
-        let class = c.class.to_string();
-        let damaged = match c.class {
-            Class::Illustration => "jpeg-damaged-illustration",
-            _ => "jpeg-damaged-photo",
-        };
+        let route = self
+            .decide(overrides, c, scale, level)
+            .map_or(c.class, |d| d.route);
+        self.model_for(overrides, route, c.jpeg_damaged(), scale, level)
+    }
+
+    /// The route for a classified image at `scale` and `level`, weighed by
+    /// what each mistake costs with the models these routes run there
+    /// (docs/smart-mode.md, "Cost"). None without the head's probabilities.
+    pub fn decide(
+        &self,
+        overrides: &RouteOverrides,
+        c: &Classification,
+        scale: u32,
+        level: QualityLevel,
+    ) -> Option<cost::Decision> {
+        let p = c.probabilities?;
+        let lines = c.features.text_lines.is_some_and(|n| n > 0);
+        let model = |class| self.model_for(overrides, class, c.jpeg_damaged(), scale, level);
+        Some(cost::decide_with(&p, lines, |truth, route| {
+            model(truth).is_some() && model(truth) == model(route)
+        }))
+    }
+
+    /// The model the route of `class` runs.
+    fn model_for<'a>(
+        &'a self,
+        overrides: &'a RouteOverrides,
+        class: Class,
+        jpeg_damaged: bool,
+        scale: u32,
+        level: QualityLevel,
+    ) -> Option<&'a str> {
         // Faces and text keep their fidelity models even when damaged.
-        let route = if c.jpeg_damaged() && matches!(c.class, Class::Photo | Class::Illustration) {
-            damaged.to_string()
-        } else {
-            class
+        let route = match class {
+            Class::Photo if jpeg_damaged => "jpeg-damaged-photo".to_string(),
+            Class::Illustration if jpeg_damaged => "jpeg-damaged-illustration".to_string(),
+            _ => class.to_string(),
         };
         let chosen = overrides
             .get(&route)

@@ -30,9 +30,10 @@ pub fn cost(truth: Class, route: Class, lines_found: bool) -> f64 {
         (Text, Illustration) => 4.0,
         // The photo route is the same fidelity model as the text route
         // except at `best` and for damaged JPEGs, where it is generative and
-        // only the lines the detector found are protected.
-        (Text, Photo) if lines_found => 0.3,
-        (Text, Photo) => 1.0,
+        // only the lines the detector found are protected: type it did not
+        // find is reinvented, as bad as a drawing-only model.
+        (Text, Photo) if lines_found => 1.0,
+        (Text, Photo) => 4.0,
         // Face and text routes run the same fidelity models.
         (Face, Text) | (Text, Face) => 0.1,
         // A photo on a fidelity-only route misses the generative texture
@@ -84,20 +85,42 @@ pub struct Decision {
     pub expected_costs: [f64; 4],
 }
 
-/// The route with the least expected cost. Ties go to the earlier route of
-/// [`CLASSES`], the safer one.
+/// The route with the least expected cost, every route taken as its own
+/// model (the table as written). Ties go to the more likely class.
 pub fn decide(p: &Probabilities, lines_found: bool) -> Decision {
+    decide_with(p, lines_found, |_, _| false)
+}
+
+/// As [`decide`], where `same_model(truth, route)` says that the two routes
+/// run the same model at the job's scale and level (config/routes.yaml):
+/// then the detour costs nothing, because the output is the same. At
+/// `balanced` the photo, face and text routes share SPAN, so only the
+/// drawing-only route is weighed; at `best` the photo route's generative
+/// model is.
+pub fn decide_with(
+    p: &Probabilities,
+    lines_found: bool,
+    same_model: impl Fn(Class, Class) -> bool,
+) -> Decision {
     let expected_costs = CLASSES.map(|route| {
         CLASSES
             .iter()
+            .filter(|&&truth| !same_model(truth, route))
             .map(|&truth| p.of(truth) * cost(truth, route, lines_found))
             .sum::<f64>()
     });
-    let best = (0..4)
-        .min_by(|&a, &b| expected_costs[a].total_cmp(&expected_costs[b]))
-        .unwrap_or(0);
+    let least = expected_costs.iter().copied().fold(f64::INFINITY, f64::min);
+    // Among routes of (numerically) equal cost, the one named after the
+    // most likely class, so that reports say what the picture is.
+    let route = CLASSES
+        .into_iter()
+        .zip(expected_costs)
+        .filter(|&(_, cost)| cost <= least + 1e-9)
+        .map(|(route, _)| route)
+        .max_by(|a, b| p.of(*a).total_cmp(&p.of(*b)))
+        .unwrap_or(Class::Photo);
     Decision {
-        route: CLASSES[best],
+        route,
         expected_costs,
     }
 }
@@ -132,14 +155,30 @@ mod tests {
 
     #[test]
     fn unprotected_type_stays_on_the_text_route() {
-        // A chance in three of type is enough without a line to protect...
-        assert_eq!(decide(&p(0.65, 0.0, 0.35, 0.0), false).route, Class::Text);
+        // A chance in seven of type is enough without a line to protect...
+        assert_eq!(decide(&p(0.85, 0.0, 0.15, 0.0), false).route, Class::Text);
         // ...with lines found, the photo route may take it.
-        assert_eq!(decide(&p(0.65, 0.0, 0.35, 0.0), true).route, Class::Photo);
-        // A likely photo is a photo.
-        assert_eq!(decide(&p(0.85, 0.0, 0.15, 0.0), false).route, Class::Photo);
+        assert_eq!(decide(&p(0.85, 0.0, 0.15, 0.0), true).route, Class::Photo);
+        // A clear photo is a photo.
+        assert_eq!(decide(&p(0.95, 0.0, 0.05, 0.0), false).route, Class::Photo);
         // Type is never sent to a drawing-only model on a hunch.
         assert_eq!(decide(&p(0.0, 0.0, 0.2, 0.8), false).route, Class::Text);
+    }
+
+    #[test]
+    fn a_detour_through_the_same_model_costs_nothing() {
+        // At `balanced` photo and text run the same fidelity model: a
+        // photo with a fair chance of type is still reported as a photo.
+        let q = p(0.8, 0.0, 0.2, 0.0);
+        assert_eq!(decide(&q, false).route, Class::Text);
+        let fidelity = |c: Class| c != Class::Illustration;
+        let shared = |t: Class, r: Class| fidelity(t) && fidelity(r);
+        let d = decide_with(&q, false, shared);
+        assert_eq!(d.route, Class::Photo, "{d:?}");
+        assert_eq!(d.expected_costs[0], 0.0);
+        // The drawing-only route is still weighed in full.
+        let drawn = p(0.1, 0.0, 0.0, 0.9);
+        assert_eq!(decide_with(&drawn, false, shared).route, Class::Photo);
     }
 
     #[test]

@@ -139,6 +139,15 @@ impl Classification {
         self.probabilities.map_or(self.class, |p| p.likely())
     }
 
+    /// Takes the route of `decision` (made for a job's scale and level).
+    pub fn settle(&mut self, decision: cost::Decision) {
+        if let Some(p) = self.probabilities {
+            self.class = decision.route;
+            self.confidence = p.of(decision.route);
+            self.decision = Some(decision);
+        }
+    }
+
     /// Visible JPEG damage: a low quality table or a visible 8x8 grid. Such
     /// sources get a model that removes artefacts instead of sharpening them.
     pub fn jpeg_damaged(&self) -> bool {
