@@ -77,14 +77,14 @@ fn choose_library(models_dir: &Path) -> PathBuf {
         }
     };
     let mut choice = gpu::choose(&pins, models_dir, cpu.clone(), gpu::probe_driver());
-    if choice.device == Device::Cuda {
-        if let Err(e) = gpu::preload(&pins, models_dir) {
-            choice = gpu::Choice {
-                library: cpu,
-                device: Device::Cpu,
-                warning: Some(format!("built with CUDA, but running on the CPU: {e:#}")),
-            };
-        }
+    if choice.device == Device::Cuda
+        && let Err(e) = gpu::preload(&pins, models_dir)
+    {
+        choice = gpu::Choice {
+            library: cpu,
+            device: Device::Cpu,
+            warning: Some(format!("built with CUDA, but running on the CPU: {e:#}")),
+        };
     }
     match &choice.warning {
         Some(warning) => tracing::warn!("{warning}"),
@@ -222,18 +222,18 @@ fn session_with(
         )
     })?;
     let mut built = build_session(env, &bytes, threads, spinning);
-    if device() == Device::Cuda {
-        if let Err(e) = &built {
-            // The driver saw a GPU but this session cannot use it (out of
-            // memory, a GPU too old for the runtime's kernels, a library
-            // missing): the CPU from now on, said once.
-            tracing::warn!(
-                "built with CUDA, but running on the CPU: the GPU could not load model {}: {e:#}",
-                path.display()
-            );
-            CUDA.store(false, Ordering::Relaxed);
-            built = build_session(env, &bytes, threads, spinning);
-        }
+    if device() == Device::Cuda
+        && let Err(e) = &built
+    {
+        // The driver saw a GPU but this session cannot use it (out of
+        // memory, a GPU too old for the runtime's kernels, a library
+        // missing): the CPU from now on, said once.
+        tracing::warn!(
+            "built with CUDA, but running on the CPU: the GPU could not load model {}: {e:#}",
+            path.display()
+        );
+        CUDA.store(false, Ordering::Relaxed);
+        built = build_session(env, &bytes, threads, spinning);
     }
     let session = built.with_context(|| format!("loading model {}", path.display()))?;
     let session = Arc::new(ModelSession {
