@@ -90,9 +90,9 @@ fn choose_library(models_dir: &Path) -> PathBuf {
         Some(warning) => tracing::warn!("{warning}"),
         None => tracing::info!(
             library = %choice.library.display(),
-            "running models on the GPU (CUDA {}, ONNX Runtime {})",
-            pins.cuda,
-            pins.version
+            "GPU runtime loaded (ONNX Runtime {} for CUDA {}): models run on the GPU",
+            pins.version,
+            pins.cuda
         ),
     }
     CUDA.store(choice.device == Device::Cuda, Ordering::Relaxed);
