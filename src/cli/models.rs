@@ -16,6 +16,11 @@ pub enum ModelsCommand {
         /// Import again even when the .onnx file exists.
         #[arg(long)]
         force: bool,
+        /// Also install the GPU runtime (onnxruntime-gpu and the NVIDIA CUDA
+        /// and cuDNN libraries, about 1.6 GB of wheels) for a `--features cuda`
+        /// build; such a build always does.
+        #[arg(long)]
+        gpu: bool,
     },
     /// Show every catalog and user model: scale, kind, use, licence, installed size.
     List,
@@ -23,15 +28,28 @@ pub enum ModelsCommand {
 
 pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ModelsCommand::Fetch { names, force } => fetch(&names, force),
+        ModelsCommand::Fetch { names, force, gpu } => {
+            fetch(&names, force, gpu || cfg!(feature = "cuda"))
+        }
         ModelsCommand::List => list(),
     }
 }
 
-pub fn fetch(names: &[String], force: bool) -> anyhow::Result<ExitCode> {
+pub fn fetch(names: &[String], force: bool, gpu: bool) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::builtin()?;
     let dir = models_dir();
     let fetched = models::fetch(&catalog, names, &dir, &downloads::cache_dir(), force)?;
+    if gpu {
+        let pins = models::gpu::GpuRuntime::builtin()?;
+        let folder = models::gpu::fetch(&pins, &dir, &downloads::cache_dir())?;
+        println!(
+            "GPU runtime ready in {} (ONNX Runtime {} for CUDA {}, {:.2} GB)",
+            folder.display(),
+            pins.version,
+            pins.cuda,
+            models::gpu::installed_bytes(&dir) as f64 / 1e9
+        );
+    }
     let imported = fetched.iter().filter(|f| f.imported).count();
     println!(
         "{} models ready in {} ({imported} imported now)",
@@ -59,6 +77,27 @@ pub fn list() -> anyhow::Result<ExitCode> {
             "missing: run `upscaled models fetch`"
         }
     );
+    if let Ok(pins) = models::gpu::GpuRuntime::builtin() {
+        println!(
+            "GPU runtime (ONNX Runtime {} for CUDA {}): {}{}",
+            pins.version,
+            pins.cuda,
+            if models::gpu::installed(&pins, &dir) {
+                format!(
+                    "installed in {}, {:.2} GB",
+                    models::gpu::runtime_dir(&dir).display(),
+                    models::gpu::installed_bytes(&dir) as f64 / 1e9
+                )
+            } else {
+                "not installed (`upscaled models fetch --gpu`)".into()
+            },
+            if cfg!(feature = "cuda") {
+                ""
+            } else {
+                "; this binary is built without CUDA"
+            }
+        );
+    }
     for row in models::list(&catalog, &dir) {
         let e = row.entry;
         let size = row

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod drawing;
+pub mod gpu;
 pub mod import;
 pub mod ncnn;
 pub mod onnx;

@@ -1,10 +1,13 @@
 //! ONNX Runtime: loaded at run time from the shared library that
 //! `upscaled models fetch` takes from the `onnxruntime` wheel (nothing is
 //! downloaded at build time). One environment per process, one session per
-//! model, kept for the life of the process.
+//! model, kept for the life of the process. A `--features cuda` build loads
+//! the GPU runtime instead when a GPU can run it (src/models/gpu.rs), and
+//! otherwise says once why it runs on the CPU.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,6 +16,9 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
+use super::gpu::{self, Device};
+use super::tiled::TileSettings;
+
 static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
 
 /// The runtime library inside the models folder.
@@ -20,11 +26,82 @@ pub fn library_path(models_dir: &Path) -> PathBuf {
     models_dir.join("runtime/libonnxruntime.so")
 }
 
+/// Whether sessions register the CUDA execution provider: set once the GPU
+/// runtime is loaded, cleared (for good) when a session could not use it.
+static CUDA: AtomicBool = AtomicBool::new(false);
+
+/// Where models run in this process (the CPU until a session has started).
+pub fn device() -> Device {
+    if CUDA.load(Ordering::Relaxed) {
+        Device::Cuda
+    } else {
+        Device::Cpu
+    }
+}
+
+/// The tiles to use on the device the models run on: larger on the GPU
+/// ([`gpu::gpu_tile`]), as configured on the CPU.
+pub fn device_tiles(tiles: TileSettings, scale: u32) -> TileSettings {
+    match device() {
+        Device::Cpu => tiles,
+        Device::Cuda => TileSettings {
+            tile: gpu::gpu_tile(tiles.tile, scale),
+            ..tiles
+        },
+    }
+}
+
+/// The library to load: `ORT_DYLIB_PATH`, else the CPU runtime of the models folder.
+fn cpu_library(models_dir: &Path) -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| library_path(models_dir))
+}
+
+/// A CPU build loads the CPU runtime.
+#[cfg(not(feature = "cuda"))]
+fn choose_library(models_dir: &Path) -> PathBuf {
+    cpu_library(models_dir)
+}
+
+/// A CUDA build loads the GPU runtime when the driver sees a GPU and its
+/// libraries open; otherwise the CPU runtime, with one warning saying why.
+#[cfg(feature = "cuda")]
+fn choose_library(models_dir: &Path) -> PathBuf {
+    let cpu = cpu_library(models_dir);
+    let pins = match gpu::GpuRuntime::builtin() {
+        Ok(pins) => pins,
+        Err(e) => {
+            tracing::warn!("built with CUDA, but running on the CPU: {e:#}");
+            return cpu;
+        }
+    };
+    let mut choice = gpu::choose(&pins, models_dir, cpu.clone(), gpu::probe_driver());
+    if choice.device == Device::Cuda
+        && let Err(e) = gpu::preload(&pins, models_dir)
+    {
+        choice = gpu::Choice {
+            library: cpu,
+            device: Device::Cpu,
+            warning: Some(format!("built with CUDA, but running on the CPU: {e:#}")),
+        };
+    }
+    match &choice.warning {
+        Some(warning) => tracing::warn!("{warning}"),
+        None => tracing::info!(
+            library = %choice.library.display(),
+            "GPU runtime loaded (ONNX Runtime {} for CUDA {}): models run on the GPU",
+            pins.version,
+            pins.cuda
+        ),
+    }
+    CUDA.store(choice.device == Device::Cuda, Ordering::Relaxed);
+    choice.library
+}
+
 fn environment(models_dir: &Path) -> Result<&'static Environment> {
     let env = ENVIRONMENT.get_or_init(|| {
-        let path = std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| library_path(models_dir));
+        let path = choose_library(models_dir);
         if !path.is_file() {
             return Err(format!(
                 "the ONNX Runtime library is not installed ({} is missing); run `upscaled models fetch` \
@@ -42,14 +119,17 @@ fn environment(models_dir: &Path) -> Result<&'static Environment> {
 }
 
 /// Execution providers compiled in with cargo features; ONNX Runtime falls back
-/// to the CPU for anything they cannot run.
+/// to the CPU for anything they cannot run. CUDA only while [`device`] is the
+/// GPU, and then it must register or the session is built again without it.
 fn execution_providers() -> Vec<ort::ep::ExecutionProviderDispatch> {
     #[allow(unused_mut)]
     let mut eps = Vec::new();
     #[cfg(feature = "tensorrt")]
     eps.push(ort::ep::TensorRT::default().build());
     #[cfg(feature = "cuda")]
-    eps.push(ort::ep::CUDA::default().build());
+    if device() == Device::Cuda {
+        eps.push(ort::ep::CUDA::default().build().error_on_failure());
+    }
     #[cfg(feature = "coreml")]
     eps.push(ort::ep::CoreML::default().build());
     #[cfg(feature = "directml")]
@@ -141,7 +221,35 @@ fn session_with(
             path.display()
         )
     })?;
-    let session = Session::builder(env)?
+    let mut built = build_session(env, &bytes, threads, spinning);
+    if device() == Device::Cuda
+        && let Err(e) = &built
+    {
+        // The driver saw a GPU but this session cannot use it (out of
+        // memory, a GPU too old for the runtime's kernels, a library
+        // missing): the CPU from now on, said once.
+        tracing::warn!(
+            "built with CUDA, but running on the CPU: the GPU could not load model {}: {e:#}",
+            path.display()
+        );
+        CUDA.store(false, Ordering::Relaxed);
+        built = build_session(env, &bytes, threads, spinning);
+    }
+    let session = built.with_context(|| format!("loading model {}", path.display()))?;
+    let session = Arc::new(ModelSession {
+        session: Mutex::new(session),
+    });
+    cache.insert(path.to_path_buf(), session.clone());
+    Ok(session)
+}
+
+fn build_session(
+    env: &Environment,
+    bytes: &[u8],
+    threads: usize,
+    spinning: bool,
+) -> Result<Session> {
+    Ok(Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| anyhow!("{e}"))?
         .with_intra_threads(threads.max(1))
@@ -154,13 +262,7 @@ fn session_with(
         .map_err(|e| anyhow!("{e}"))?
         .with_execution_providers(execution_providers())
         .map_err(|e| anyhow!("{e}"))?
-        .commit_from_memory(&bytes)
-        .with_context(|| format!("loading model {}", path.display()))?;
-    let session = Arc::new(ModelSession {
-        session: Mutex::new(session),
-    });
-    cache.insert(path.to_path_buf(), session.clone());
-    Ok(session)
+        .commit_from_memory(bytes)?)
 }
 
 /// All cores, the default for intra-op threads.

@@ -91,7 +91,7 @@ impl ModelUpscaler {
         let s = self.entry.scale as usize;
         let (w, h) = (raster.width, raster.height);
         let (ow, oh) = (w as usize * s, h as usize * s);
-        let t = &self.tiles;
+        let t = &runtime::device_tiles(self.tiles, self.entry.scale);
         let tile = if t.tile == 0 { w.max(h) } else { t.tile };
         let overlap = t.overlap.min(tile / 2);
         let mut out = Raster::new(ow as u32, oh as u32, false);
