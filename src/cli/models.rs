@@ -16,6 +16,11 @@ pub enum ModelsCommand {
         /// Import again even when the .onnx file exists.
         #[arg(long)]
         force: bool,
+        /// Keep the models' channel counts as they are (by default internal
+        /// channels are padded with zero weights to a multiple of 16, which
+        /// ONNX Runtime's fast kernels need; the outputs are the same).
+        #[arg(long)]
+        no_channel_padding: bool,
     },
     /// Show every catalog and user model: scale, kind, use, licence, installed size.
     List,
@@ -23,15 +28,26 @@ pub enum ModelsCommand {
 
 pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ModelsCommand::Fetch { names, force } => fetch(&names, force),
+        ModelsCommand::Fetch {
+            names,
+            force,
+            no_channel_padding,
+        } => fetch(&names, force, !no_channel_padding),
         ModelsCommand::List => list(),
     }
 }
 
-pub fn fetch(names: &[String], force: bool) -> anyhow::Result<ExitCode> {
+pub fn fetch(names: &[String], force: bool, pad_channels: bool) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::builtin()?;
     let dir = models_dir();
-    let fetched = models::fetch(&catalog, names, &dir, &downloads::cache_dir(), force)?;
+    let fetched = models::fetch(
+        &catalog,
+        names,
+        &dir,
+        &downloads::cache_dir(),
+        force,
+        pad_channels,
+    )?;
     let imported = fetched.iter().filter(|f| f.imported).count();
     println!(
         "{} models ready in {} ({imported} imported now)",
