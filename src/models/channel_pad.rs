@@ -72,7 +72,7 @@ impl PadPlan {
 /// left alone; at most half as many channels again are added.
 fn worth_padding(channels: usize, multiple: usize) -> bool {
     let padded = channels.div_ceil(multiple) * multiple;
-    channels % multiple != 0 && (padded - channels) * 2 <= channels
+    !channels.is_multiple_of(multiple) && (padded - channels) * 2 <= channels
 }
 
 /// Is this ncnn axis of a CHW blob its channel axis?
@@ -330,18 +330,18 @@ mod tests {
     fn concat_moves_the_padded_channels() {
         let layers = param(
             "Input in 0 1 x
-             Convolution a 1 1 x a 0=20 1=1 6=60
+             Convolution a 1 1 x a 0=24 1=1 6=72
              Convolution b 1 1 x b 0=24 1=1 6=72
              Concat cat 2 1 a b c
-             Convolution out 1 1 c y 0=3 1=1 6=132",
+             Convolution out 1 1 c y 0=3 1=1 6=144",
         );
         let plan = plan(&layers, 16);
         assert_eq!(plan.layout("a").unwrap().total, 32);
         let c = plan.layout("c").unwrap();
         assert_eq!(c.total, 64);
-        assert_eq!(c.positions[19], 19);
-        assert_eq!(c.positions[20], 32);
-        assert_eq!(c.positions[43], 55);
+        assert_eq!(c.positions[23], 23);
+        assert_eq!(c.positions[24], 32);
+        assert_eq!(c.positions[47], 55);
         assert!(plan.layout("y").is_none(), "the output is never padded");
     }
 
@@ -351,15 +351,15 @@ mod tests {
         // d only reaches convs and is.
         let layers = param(
             "Input in 0 1 x
-             Convolution a 1 1 x a 0=20 1=1 6=60
-             Convolution b 1 1 x b 0=20 1=1 6=60
+             Convolution a 1 1 x a 0=24 1=1 6=72
+             Convolution b 1 1 x b 0=24 1=1 6=72
              BinaryOp add 2 1 a b s 0=0
              Split sp 1 2 s s1 s2
              PixelShuffle ps 1 1 s1 p 0=2
-             Convolution d 1 1 s2 d 0=20 1=1 6=400
+             Convolution d 1 1 s2 d 0=24 1=1 6=576
              Sigmoid sg 1 1 d e
-             Convolution f 1 1 e f 0=3 1=1 6=60
-             Convolution g 1 1 p g 0=3 1=1 6=15
+             Convolution f 1 1 e f 0=3 1=1 6=72
+             Convolution g 1 1 p g 0=3 1=1 6=18
              BinaryOp sum 2 1 f g y 0=0",
         );
         let plan = plan(&layers, 16);
@@ -373,14 +373,14 @@ mod tests {
     fn division_and_mismatched_layouts_are_refused() {
         let layers = param(
             "Input in 0 1 x
-             Convolution a 1 1 x a 0=20 1=1 6=60
+             Convolution a 1 1 x a 0=24 1=1 6=72
              BinaryOp div 1 1 a q 0=8 1=1 2=1.0
-             Convolution b 1 1 q b 0=3 1=1 6=60
-             Convolution c 1 1 x c 0=20 1=1 6=60
+             Convolution b 1 1 q b 0=3 1=1 6=72
+             Convolution c 1 1 x c 0=24 1=1 6=72
              Convolution d 1 1 x d 0=40 1=1 6=120
-             Crop cr 1 1 d e -23309=1,0 -23310=1,20 -23311=1,0
+             Crop cr 1 1 d e -23309=1,0 -23310=1,24 -23311=1,0
              BinaryOp add 2 1 c e s 0=0
-             Convolution f 1 1 s f 0=3 1=1 6=60
+             Convolution f 1 1 s f 0=3 1=1 6=72
              BinaryOp y 2 1 b f y 0=0",
         );
         let plan = plan(&layers, 16);
