@@ -104,7 +104,7 @@ fn run() -> Result<()> {
             sessions.push(runtime::session(&dir, &path, args.threads)?);
         }
         let mut best = [f64::MAX; 2];
-        let mut outputs = vec![Vec::new(), Vec::new()];
+        let mut outputs = [Vec::new(), Vec::new()];
         // A warm-up run each, then alternate so that other load on the
         // machine falls on both alike.
         for round in 0..=args.repeat {
