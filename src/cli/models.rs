@@ -21,6 +21,11 @@ pub enum ModelsCommand {
         /// build; such a build always does.
         #[arg(long)]
         gpu: bool,
+        /// Pad the models' internal channel counts with zero weights to a
+        /// multiple of 16 (the same outputs). Off by default: it measured no
+        /// faster (docs/benchmarks.md, "Channel padding").
+        #[arg(long)]
+        channel_padding: bool,
     },
     /// Show every catalog and user model: scale, kind, use, licence, installed size.
     List,
@@ -28,17 +33,37 @@ pub enum ModelsCommand {
 
 pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ModelsCommand::Fetch { names, force, gpu } => {
-            fetch(&names, force, gpu || cfg!(feature = "cuda"))
-        }
+        ModelsCommand::Fetch {
+            names,
+            force,
+            gpu,
+            channel_padding,
+        } => fetch(
+            &names,
+            force,
+            gpu || cfg!(feature = "cuda"),
+            channel_padding,
+        ),
         ModelsCommand::List => list(),
     }
 }
 
-pub fn fetch(names: &[String], force: bool, gpu: bool) -> anyhow::Result<ExitCode> {
+pub fn fetch(
+    names: &[String],
+    force: bool,
+    gpu: bool,
+    pad_channels: bool,
+) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::builtin()?;
     let dir = models_dir();
-    let fetched = models::fetch(&catalog, names, &dir, &downloads::cache_dir(), force)?;
+    let fetched = models::fetch(
+        &catalog,
+        names,
+        &dir,
+        &downloads::cache_dir(),
+        force,
+        pad_channels,
+    )?;
     if gpu {
         let pins = models::gpu::GpuRuntime::builtin()?;
         let folder = models::gpu::fetch(&pins, &dir, &downloads::cache_dir())?;

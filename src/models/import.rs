@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail, ensure};
 
+use super::channel_pad::{self, PadPlan};
 use super::ncnn::{Layer, WeightReader, parse_param};
 use super::onnx::{Attr, GraphBuilder};
 
@@ -16,12 +17,49 @@ pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "output";
 
 /// What the upstream ncnn program does around the network that the graph must
-/// do too.
-#[derive(Clone, Copy, Debug, Default)]
+/// do too, and how the graph is laid out for the runtime.
+#[derive(Clone, Copy, Debug)]
 pub struct ImportOptions {
     /// Add the input, cropped by `pad` and enlarged `scale`x by nearest
     /// neighbour, to the output (Real-CUGAN 4x predicts only that residual).
     pub nearest_residual: Option<(u32, u32)>,
+    /// Pad internal channel counts with zero weights to a multiple of this
+    /// (the same outputs; see `channel_pad`); 0 or 1 leaves them as they are.
+    pub channel_multiple: usize,
+}
+
+/// ONNX Runtime's blocked (NCHWc) convolutions take channels 16 at a time on
+/// AVX-512 CPUs (DESIGN.md, "Channel counts matter").
+pub const CHANNEL_MULTIPLE: usize = 16;
+
+impl ImportOptions {
+    /// Internal channel counts padded to [`CHANNEL_MULTIPLE`].
+    pub fn padded(self) -> Self {
+        ImportOptions {
+            channel_multiple: CHANNEL_MULTIPLE,
+            ..self
+        }
+    }
+
+    /// The graph as the `.param` describes it, nothing changed for speed
+    /// (what comparisons measure against).
+    pub fn plain(self) -> Self {
+        ImportOptions {
+            channel_multiple: 1,
+            ..self
+        }
+    }
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            nearest_residual: None,
+            // Off: padded SPAN ch52 measured no faster than unpadded
+            // (docs/benchmarks.md, "Channel padding").
+            channel_multiple: 1,
+        }
+    }
 }
 
 /// Converts an ncnn model to serialised ONNX.
@@ -41,6 +79,7 @@ pub fn ncnn_to_onnx_with(
         blobs: HashMap::new(),
         consumed: HashMap::new(),
         weights: WeightReader::new(bin),
+        plan: channel_pad::plan(&layers, options.channel_multiple),
     };
     for layer in &layers {
         importer
@@ -109,6 +148,8 @@ struct Importer<'a> {
     blobs: HashMap<String, String>,
     consumed: HashMap<String, ()>,
     weights: WeightReader<'a>,
+    /// The tensors padded to more channels than the `.param` says.
+    plan: PadPlan,
 }
 
 /// ncnn axis of a CHW blob (may be negative) → ONNX axis of NCHW.
@@ -180,7 +221,11 @@ impl Importer<'_> {
             "PReLU" => {
                 let x = self.input(l, 0)?;
                 let n = l.int(0, 0).max(1) as usize;
-                let slopes = self.weights.raw_f32(n, "PReLU slopes")?;
+                let mut slopes = self.weights.raw_f32(n, "PReLU slopes")?;
+                if let (true, Some(layout)) = (n > 1, self.plan.layout(&l.inputs[0])) {
+                    slopes = layout.spread(&slopes, 0.0);
+                }
+                let n = slopes.len();
                 let dims: &[i64] = if n == 1 { &[1] } else { &[n as i64, 1, 1] };
                 let slope = self.g.constant(&l.name, dims, &slopes);
                 let y = self.output(l, 0)?;
@@ -325,22 +370,23 @@ impl Importer<'_> {
 
     /// The part Convolution and Deconvolution share: the optional bias, the
     /// node with its geometry, and the fused activation.
+    /// `out_total` is `out_c` with the padded channels (their bias is zero).
     fn emit_conv(
         &mut self,
         l: &Layer,
         op: &str,
-        x: String,
-        w: String,
-        out_c: i64,
+        (x, w): (String, String),
+        (out_c, out_total): (i64, i64),
         extra: (&'static str, Attr),
     ) -> Result<()> {
         let ([kh, kw], dil, stride) = Self::conv_geometry(l);
         let mut inputs = vec![x, w];
         if l.int(5, 0) != 0 {
-            let bias = self
+            let mut bias = self
                 .weights
                 .raw_f32(out_c as usize, &format!("{} bias", l.kind))?;
-            inputs.push(self.g.constant(&l.name, &[out_c], &bias));
+            bias.resize(out_total as usize, 0.0);
+            inputs.push(self.g.constant(&l.name, &[out_total], &bias));
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let y = self.g.fresh(&l.name);
@@ -375,10 +421,57 @@ impl Importer<'_> {
         ensure!(pad_value == 0.0, "non-zero pad value is not supported");
         let (size, in_per_group) = Self::kernel_weights(l, out_c, kh, kw)?;
         let weights = self.weights.tagged(size as usize, "Convolution weights")?;
+        let (weights, out_total, in_total) =
+            self.padded_weights(l, weights, out_c, in_per_group)?;
         let w = self
             .g
-            .constant(&l.name, &[out_c, in_per_group, kh, kw], &weights);
-        self.emit_conv(l, "Conv", x, w, out_c, ("group", Attr::Int(group)))
+            .constant(&l.name, &[out_total, in_total, kh, kw], &weights);
+        self.emit_conv(
+            l,
+            "Conv",
+            (x, w),
+            (out_c, out_total),
+            ("group", Attr::Int(group)),
+        )
+    }
+
+    /// Weights stored `[out][in][kh][kw]`, padded as the plan says: zero
+    /// filters for added output channels, zero weights for added input
+    /// channels. Returns them with the padded output and input counts.
+    fn padded_weights(
+        &self,
+        l: &Layer,
+        weights: Vec<f32>,
+        out_c: i64,
+        in_c: i64,
+    ) -> Result<(Vec<f32>, i64, i64)> {
+        let in_layout = self.plan.layout(&l.inputs[0]);
+        let out_total = self
+            .plan
+            .layout(&l.outputs[0])
+            .map_or(out_c, |o| o.total as i64);
+        if in_layout.is_none() && out_total == out_c {
+            return Ok((weights, out_c, in_c));
+        }
+        if let Some(i) = in_layout {
+            ensure!(
+                i.positions.len() as i64 == in_c,
+                "the channel padding plan gives input '{}' {} channels, the weights {in_c}",
+                l.inputs[0],
+                i.positions.len()
+            );
+        }
+        let in_total = in_layout.map_or(in_c, |i| i.total as i64);
+        let plane = weights.len() / (out_c * in_c) as usize;
+        let padded = channel_pad::pad_weights(
+            &weights,
+            out_c as usize,
+            in_c as usize,
+            plane,
+            out_total as usize,
+            in_layout,
+        );
+        Ok((padded, out_total, in_total))
     }
 
     fn deconvolution(&mut self, l: &Layer) -> Result<()> {
@@ -393,6 +486,8 @@ impl Importer<'_> {
         let stored = self
             .weights
             .tagged(size as usize, "Deconvolution weights")?;
+        let (stored, out_total, in_c) = self.padded_weights(l, stored, out_c, in_c)?;
+        let (out_c, unpadded_out_c) = (out_total, out_c);
         // ncnn stores [out][in][kh][kw]; ONNX ConvTranspose wants [in][out][kh][kw].
         let plane = (kh * kw) as usize;
         let mut weights = vec![0.0f32; stored.len()];
@@ -408,9 +503,8 @@ impl Importer<'_> {
         self.emit_conv(
             l,
             "ConvTranspose",
-            x,
-            w,
-            out_c,
+            (x, w),
+            (unpadded_out_c, out_c),
             ("output_padding", Attr::Ints(output_padding)),
         )
     }
@@ -648,6 +742,14 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// Per-channel values of a layer placed at its padded input's channels.
+    fn spread(&self, l: &Layer, values: Vec<f32>) -> Vec<f32> {
+        match self.plan.layout(&l.inputs[0]) {
+            Some(layout) if values.len() > 1 => layout.spread(&values, 0.0),
+            _ => values,
+        }
+    }
+
     fn scale(&mut self, l: &Layer) -> Result<()> {
         let x = self.input(l, 0)?;
         let size = l.int(0, 0);
@@ -661,13 +763,18 @@ impl Importer<'_> {
         } else {
             ensure!(size > 0, "scale_data_size {size} is not supported");
             let data = self.weights.raw_f32(size as usize, "Scale factors")?;
-            self.g.constant(&l.name, &[1, size as i64, 1, 1], &data)
+            let data = self.spread(l, data);
+            self.g
+                .constant(&l.name, &[1, data.len() as i64, 1, 1], &data)
         };
         let scaled = self.g.fresh(&l.name);
         self.g.node("Mul", &[&x, &factor], &[&scaled], Vec::new());
         let y = if bias_term {
             let bias = self.weights.raw_f32(size as usize, "Scale bias")?;
-            let b = self.g.constant(&l.name, &[1, size as i64, 1, 1], &bias);
+            let bias = self.spread(l, bias);
+            let b = self
+                .g
+                .constant(&l.name, &[1, bias.len() as i64, 1, 1], &bias);
             let y = self.g.fresh(&l.name);
             self.g.node("Add", &[&scaled, &b], &[&y], Vec::new());
             y
@@ -696,6 +803,125 @@ mod tests {
         let param = "7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out\n";
         let err = format!("{:#}", ncnn_to_onnx(param, &[0; 8], "t").unwrap_err());
         assert!(err.contains("left over"), "{err}");
+    }
+
+    /// A small net with every kind of layer the padding has to get right:
+    /// 24 channels (padded to 32) through Swish, a fused LeakyReLU, SPAN's
+    /// sigmoid gate, a residual Add, PReLU and Scale with per-channel data, a
+    /// Deconvolution, a Concat (the padded channels move) and a PixelShuffle
+    /// (its conv is not padded). Weights fp32, deterministic.
+    fn synthetic_net() -> (String, Vec<u8>) {
+        let param = "7767517
+17 22
+Input in 0 1 x
+Convolution c1 1 1 x a 0=24 1=3 4=1 5=1 6=648
+Split sp 1 3 a a1 a2 a3
+Swish sw 1 1 a1 b
+Convolution c2 1 1 b c 0=24 1=3 4=1 5=1 6=5184 9=2 -23310=1,1.000000e-01
+Split sp2 1 2 c c1 c2
+Sigmoid sg 1 1 c1 d
+BinaryOp sub 1 1 d e 0=1 1=1 2=5.000000e-01
+BinaryOp add 2 1 c2 a2 f 0=0
+BinaryOp mul 2 1 f e g 0=2
+PReLU pr 1 1 g h 0=24
+Scale sc 1 1 h i 0=24 1=1
+Deconvolution dc 1 1 i j 0=24 1=2 3=2 5=1 6=2304
+Interp up 1 1 a3 k 0=1 1=2.000000e+00 2=2.000000e+00
+Concat cat 2 1 j k l
+Convolution c3 1 1 l m 0=12 1=1 5=1 6=576
+PixelShuffle ps 1 1 m y 0=2
+";
+        let mut state = 12345u32;
+        let mut values = |n: usize, scale: f32| -> Vec<u8> {
+            (0..n)
+                .flat_map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let v = ((state >> 8) as f32 / (1 << 24) as f32 - 0.5) * scale;
+                    v.to_le_bytes()
+                })
+                .collect()
+        };
+        let mut bin = Vec::new();
+        let tag = 0u32.to_le_bytes();
+        for (weights, biases, scale) in [(648, 24, 0.6), (5184, 24, 0.2)] {
+            bin.extend_from_slice(&tag);
+            bin.extend(values(weights, scale));
+            bin.extend(values(biases, 0.5));
+        }
+        bin.extend(values(24, 0.5)); // PReLU slopes
+        bin.extend(values(48, 2.0)); // Scale factors, bias
+        for (weights, biases, scale) in [(2304, 24, 0.3), (576, 12, 0.3)] {
+            bin.extend_from_slice(&tag);
+            bin.extend(values(weights, scale));
+            bin.extend(values(biases, 0.5));
+        }
+        (param.to_string(), bin)
+    }
+
+    #[test]
+    fn the_synthetic_net_is_padded_where_it_may_be() {
+        let (param, _) = synthetic_net();
+        let plan = channel_pad::plan(&parse_param(&param).unwrap(), CHANNEL_MULTIPLE);
+        for blob in ["a", "a3", "c", "e", "g", "i", "j", "k"] {
+            assert_eq!(plan.layout(blob).map(|l| l.total), Some(32), "{blob}");
+        }
+        assert_eq!(plan.layout("l").map(|l| l.total), Some(64));
+        assert!(plan.layout("m").is_none() && plan.layout("y").is_none());
+    }
+
+    /// Padded and unpadded imports of the synthetic net give the same
+    /// output in ONNX Runtime (needs the runtime: `upscaled models fetch`).
+    #[test]
+    fn padding_keeps_the_outputs() {
+        use crate::models::{models_dir, runtime};
+        let (param, bin) = synthetic_net();
+        let padded = ncnn_to_onnx(&param, &bin, "synthetic").unwrap();
+        let plain = ncnn_to_onnx_with(
+            &param,
+            &bin,
+            "synthetic",
+            ImportOptions {
+                channel_multiple: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(padded.len() > plain.len(), "nothing was padded");
+        let models = models_dir();
+        if std::env::var_os("ORT_DYLIB_PATH").is_none() && !runtime::library_path(&models).is_file()
+        {
+            eprintln!("SKIPPED: ONNX Runtime is not installed (run `upscaled models fetch`)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let shape = [1, 3, 9, 11];
+        let input: Vec<f32> = (0..3 * 9 * 11)
+            .map(|i| (i * 37 % 101) as f32 / 100.0)
+            .collect();
+        let mut outputs = Vec::new();
+        for (name, onnx) in [("padded", &padded), ("plain", &plain)] {
+            let path = dir.path().join(format!("{name}.onnx"));
+            std::fs::write(&path, onnx).unwrap();
+            let session = runtime::session(&models, &path, 1).unwrap();
+            outputs.push(session.run(shape, &input).unwrap());
+        }
+        let ((shape_a, a), (shape_b, b)) = (&outputs[0], &outputs[1]);
+        assert_eq!(shape_a, &[1, 3, 36, 44]);
+        assert_eq!(shape_a, shape_b);
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        let scale = b.iter().map(|v| v.abs()).fold(0.0, f32::max);
+        assert!(
+            scale > 0.1,
+            "the net's output is too small to tell: {scale}"
+        );
+        assert!(
+            diff <= 1e-5 * scale,
+            "max abs difference {diff} (output up to {scale})"
+        );
     }
 
     #[test]

