@@ -30,7 +30,7 @@ fn ssimulacra2(a: &Raster, b: &Raster) -> f64 {
             .without_alpha()
             .data
             .chunks_exact(3)
-            .map(|p| p.map(|v| v as f32 / 65535.0).try_into().unwrap())
+            .map(|p| [p[0], p[1], p[2]].map(|v| v as f32 / 65535.0))
             .collect();
         Rgb::new(
             data,

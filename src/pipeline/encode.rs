@@ -105,9 +105,10 @@ pub const DEFAULT_AVIF_SPEED: u8 = 8;
 
 /// libavif's quality scale is linear in libaom's quantizer (quality q is
 /// quantizer (100 − q) × 63 / 100, as `avifenc -q`); ravif's is its own curve.
-/// Each default lands near the same SSIMULACRA2 (docs/benchmarks.md).
+/// 56 is quantizer 28, where avifenc matched the SSIMULACRA2 of ravif's
+/// default q72 (docs/benchmarks.md), so the default output looks the same.
 #[cfg(feature = "aom")]
-const DEFAULT_AVIF_QUALITY: u8 = 60;
+const DEFAULT_AVIF_QUALITY: u8 = 56;
 #[cfg(not(feature = "aom"))]
 const DEFAULT_AVIF_QUALITY: u8 = 72;
 
