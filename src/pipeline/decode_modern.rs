@@ -1,6 +1,6 @@
 //! Decoding of the formats the `image` crate does not read: JPEG XL (jxl-oxide,
-//! pure Rust) and HEIC/HEIF and AVIF (the system libheif, behind the `heif`
-//! feature). Each honours its orientation and colour profile like the others:
+//! pure Rust), HEIC/HEIF (the system libheif, behind the `heif` feature) and
+//! AVIF (libavif in `avif_aom` with the `aom` feature, else libheif). Each honours its orientation and colour profile like the others:
 //! pixels come out upright and in sRGB.
 
 use crate::error::{Stage, StageError};
@@ -17,7 +17,11 @@ fn failed(what: &str, e: impl std::fmt::Display) -> StageError {
 pub fn decode(bytes: &[u8], kind: Modern, limits: &DecodeLimits) -> Result<Decoded, StageError> {
     match kind {
         Modern::JpegXl => decode_jxl(bytes, limits),
-        Modern::Heif | Modern::Avif => decode_heif(bytes, kind, limits),
+        #[cfg(feature = "aom")]
+        Modern::Avif => super::avif_aom::decode(bytes, limits),
+        #[cfg(not(feature = "aom"))]
+        Modern::Avif => decode_heif(bytes, kind, limits),
+        Modern::Heif => decode_heif(bytes, kind, limits),
     }
 }
 

@@ -41,7 +41,7 @@ impl OutputFormat {
     /// docs/benchmarks.md.
     pub fn default_quality(self) -> u8 {
         match self {
-            OutputFormat::Avif => 72,
+            OutputFormat::Avif => DEFAULT_AVIF_QUALITY,
             OutputFormat::Webp => 82,
             OutputFormat::Jpeg => 85,
             OutputFormat::Png => 100,
@@ -96,8 +96,21 @@ impl Default for EncodeSettings {
     }
 }
 
-/// rav1e speed 8: see docs/benchmarks.md for the size/time trade-off measured here.
+/// libaom speed 6 (avifenc's default), or rav1e speed 8 in a build without
+/// the `aom` feature: see docs/benchmarks.md for the trade-offs measured here.
+#[cfg(feature = "aom")]
+pub const DEFAULT_AVIF_SPEED: u8 = crate::pipeline::avif_aom::DEFAULT_SPEED;
+#[cfg(not(feature = "aom"))]
 pub const DEFAULT_AVIF_SPEED: u8 = 8;
+
+/// libavif's quality scale is linear in libaom's quantizer (quality q is
+/// quantizer (100 − q) × 63 / 100, as `avifenc -q`); ravif's is its own curve.
+/// 56 is quantizer 28, where avifenc matched the SSIMULACRA2 of ravif's
+/// default q72 (docs/benchmarks.md), so the default output looks the same.
+#[cfg(feature = "aom")]
+const DEFAULT_AVIF_QUALITY: u8 = 56;
+#[cfg(not(feature = "aom"))]
+const DEFAULT_AVIF_QUALITY: u8 = 72;
 
 #[derive(Clone, Debug)]
 pub struct Encoded {
@@ -230,6 +243,21 @@ fn encode_lossy(
     }
 }
 
+/// libavif + libaom: 4:4:4 at `avif_speed`, the XMP as libavif's own item.
+#[cfg(feature = "aom")]
+fn encode_avif(
+    raster: &Raster,
+    pixels: &[u8],
+    quality: u8,
+    settings: &EncodeSettings,
+) -> Result<Vec<u8>, StageError> {
+    use crate::pipeline::avif_aom;
+    avif_aom::encode(raster, pixels, quality, settings, avif_aom::ENCODE_DEPTH)
+}
+
+/// ravif (rav1e), the pure-Rust fallback; its writer has no XMP, so the
+/// packet is added to the finished file (avif_xmp).
+#[cfg(not(feature = "aom"))]
 fn encode_avif(
     raster: &Raster,
     pixels: &[u8],
@@ -255,7 +283,7 @@ fn encode_avif(
     };
     let avif = result
         .map(|e| e.avif_file)
-        .map_err(|e| StageError::new(Stage::Encode, format!("AVIF encoder: {e}")))?;
+        .map_err(|e| StageError::new(Stage::Encode, format!("AVIF encoder (ravif): {e}")))?;
     match &settings.xmp {
         Some(xmp) => crate::pipeline::avif_xmp::add_xmp(&avif, xmp).map_err(|e| {
             StageError::new(

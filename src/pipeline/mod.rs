@@ -5,6 +5,8 @@
 //!
 //! Each stage is its own module; this one holds the job description and the loop.
 
+#[cfg(feature = "aom")]
+pub mod avif_aom;
 pub mod avif_xmp;
 pub mod background;
 pub mod crop;
