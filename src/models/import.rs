@@ -875,17 +875,9 @@ PixelShuffle ps 1 1 m y 0=2
     fn padding_keeps_the_outputs() {
         use crate::models::{models_dir, runtime};
         let (param, bin) = synthetic_net();
-        let padded = ncnn_to_onnx(&param, &bin, "synthetic").unwrap();
-        let plain = ncnn_to_onnx_with(
-            &param,
-            &bin,
-            "synthetic",
-            ImportOptions {
-                channel_multiple: 1,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let plain_options = ImportOptions::default().plain();
+        let padded = ncnn_to_onnx_with(&param, &bin, "synthetic", plain_options.padded()).unwrap();
+        let plain = ncnn_to_onnx_with(&param, &bin, "synthetic", plain_options).unwrap();
         assert!(padded.len() > plain.len(), "nothing was padded");
         let models = models_dir();
         if std::env::var_os("ORT_DYLIB_PATH").is_none() && !runtime::library_path(&models).is_file()
