@@ -27,7 +27,10 @@ pub fn run(config_path: PathBuf, workers: usize) -> anyhow::Result<ExitCode> {
         catalog.clone(),
         dir,
         config.threads,
-        TileSettings::default(),
+        TileSettings {
+            memory_mib: config.memory_mib,
+            ..TileSettings::default()
+        },
         None,
     )?;
     let pipeline = Pipeline::with_source(Box::new(library));

@@ -51,6 +51,9 @@ pub struct ProcessArgs {
     /// Model tile size in input pixels (0: whole image at once).
     #[arg(long, default_value_t = TileSettings::default().tile)]
     pub tile: u32,
+    /// Peak memory for one image's upscale in MiB: tiles shrink to fit it.
+    #[arg(long, default_value_t = TileSettings::default().memory_mib, value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory_mib: u32,
     /// Print one JSON report per file on stdout.
     #[arg(long)]
     pub json: bool,
@@ -99,6 +102,7 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     }
     let tiles = TileSettings {
         tile: args.tile,
+        memory_mib: args.memory_mib,
         ..TileSettings::default()
     };
     let library = ModelLibrary::new(catalog, models_dir(), spec.threads, tiles, forced)?;

@@ -151,6 +151,9 @@ pub struct Config {
     pub threads: usize,
     pub limits: DecodeLimits,
     pub seconds_per_file: u64,
+    /// Peak memory for one image's upscale, in MiB (`limits.memory_mib`):
+    /// model tiles shrink to fit it.
+    pub memory_mib: u32,
     pub log_format: LogFormat,
     pub metrics: Option<std::net::SocketAddr>,
     /// `cluster:`: coordinate workers through NATS instead of running jobs here.
@@ -649,6 +652,9 @@ impl Validator {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             limits: limits_raw.decode_limits(),
             seconds_per_file: limits_raw.seconds_per_file.unwrap_or(600),
+            memory_mib: limits_raw
+                .memory_mib
+                .unwrap_or(crate::models::tiled::DEFAULT_MEMORY_MIB),
             log_format,
             metrics,
             cluster,
@@ -760,6 +766,7 @@ impl Validator {
             ("max_side", l.max_side == Some(0)),
             ("max_alloc_mib", l.max_alloc_mib == Some(0)),
             ("max_file_mib", l.max_file_mib == Some(0)),
+            ("memory_mib", l.memory_mib == Some(0)),
             (
                 "max_megapixels",
                 l.max_megapixels

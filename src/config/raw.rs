@@ -74,6 +74,7 @@ pub struct RawLimits {
     pub max_alloc_mib: Option<u64>,
     pub max_file_mib: Option<u64>,
     pub seconds_per_file: Option<u64>,
+    pub memory_mib: Option<u32>,
     pub unknown: Unknown,
 }
 
@@ -178,6 +179,7 @@ pub const LIMIT_KEYS: &[&str] = &[
     "max_alloc_mib",
     "max_file_mib",
     "seconds_per_file",
+    "memory_mib",
 ];
 pub const TARGET_KEYS: &[&str] = &[
     "preset",
@@ -244,6 +246,7 @@ impl RawConfig {
                 max_alloc_mib: r.uint(m, p, "max_alloc_mib"),
                 max_file_mib: r.uint(m, p, "max_file_mib"),
                 seconds_per_file: r.uint(m, p, "seconds_per_file"),
+                memory_mib: r.uint(m, p, "memory_mib"),
                 unknown: unknown(m, LIMIT_KEYS),
             }),
             log_format: r.string(map, "", "log_format"),

@@ -110,6 +110,11 @@ pub struct ModelEntry {
     /// input (Real-CUGAN 4x); the import adds that input back.
     #[serde(default)]
     pub nearest_residual: bool,
+    /// Working memory of one inference per input pixel of the tile (with
+    /// its context), measured with `scripts/peak_memory.sh`; sets the tile
+    /// size under the memory budget. Unknown: the largest measured.
+    #[serde(default)]
+    pub tile_bytes_per_pixel: Option<u64>,
     #[serde(default)]
     pub note: Option<String>,
 }

@@ -215,6 +215,24 @@ pub trait Upscaler: Send + Sync {
         scale: u32,
         deadline: Option<&Deadline>,
     ) -> Result<Raster, StageError>;
+
+    /// `upscale`, handing the result to `sink` a band of rows at a time
+    /// (the band's first row, then its rows as a raster). `row_copy` is
+    /// what the sink keeps per output pixel of a band, for the memory
+    /// budget. Upscalers that finish rows as they go override this so the
+    /// whole result never exists; the default hands it over in one band.
+    fn upscale_rows(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        deadline: Option<&Deadline>,
+        row_copy: u64,
+        sink: &mut dyn FnMut(u32, &Raster) -> Result<(), StageError>,
+    ) -> Result<(), StageError> {
+        let _ = row_copy;
+        let out = self.upscale(raster, scale, deadline)?;
+        sink(0, &out)
+    }
 }
 
 /// Measured inference cost on this project's 2-core CPU box (ONNX Runtime,

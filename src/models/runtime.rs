@@ -134,6 +134,10 @@ fn execution_providers() -> Vec<ort::ep::ExecutionProviderDispatch> {
     eps.push(ort::ep::CoreML::default().build());
     #[cfg(feature = "directml")]
     eps.push(ort::ep::DirectML::default().build());
+    // No arena: it would keep the largest tile's activations for good and
+    // grow with every new tile shape; without it memory follows the tile
+    // being run, at the same speed (docs/benchmarks.md, "Memory").
+    eps.push(ort::ep::CPU::default().with_arena_allocator(false).build());
     eps
 }
 

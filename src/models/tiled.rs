@@ -3,7 +3,10 @@
 //! Each tile is read with extra context around it (cropped away after the
 //! model), plus the model's own edge padding; neighbouring tiles overlap and
 //! are blended with a linear ramp, so no tile border shows in the result.
-//! Memory is bounded by the tile size plus the output accumulators.
+//! Memory is bounded by the tile size plus the output accumulators, and the
+//! tile size follows a memory budget ([`TileSettings::tile_for`]); the rows of
+//! the result can be handed on as they are finished ([`ModelUpscaler::run_colour_rows`]),
+//! so that a caller that shrinks them never holds the whole enlarged image.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +34,9 @@ pub struct TileSettings {
     pub overlap: u32,
     /// Extra input pixels read around each tile and cropped after the model.
     pub context: u32,
+    /// Peak memory the process may use for one image, in MiB: tiles shrink
+    /// below `tile` until the model's working set fits (`limits.memory_mib`).
+    pub memory_mib: u32,
 }
 
 impl Default for TileSettings {
@@ -41,7 +47,81 @@ impl Default for TileSettings {
             tile: 384,
             overlap: 16,
             context: 16,
+            memory_mib: DEFAULT_MEMORY_MIB,
         }
+    }
+}
+
+/// The default memory budget: a 4x job of any model fits in 1 GiB.
+pub const DEFAULT_MEMORY_MIB: u32 = 1024;
+/// What the process holds whatever the model: the runtime library, the
+/// helper networks, the allocator's slack.
+const RESERVED_BYTES: u64 = 256 << 20;
+/// A model's weights are held about four times over (the file's copy, the
+/// session's, prepacked for the kernels): measured 140–434 MiB of RSS before
+/// the first tile against 256 MiB plus four times the file (docs/benchmarks.md).
+const WEIGHT_COPIES: u64 = 4;
+/// Working bytes per tile pixel for a model the catalog has no figure for:
+/// twice the largest measured (realesrgan-x4plus).
+pub const UNKNOWN_MODEL_BYTES_PER_PIXEL: u64 = 16_000;
+
+/// What a model costs in memory: its working bytes per tile pixel (the
+/// tile with its context) and the size of its weights file.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelMemory {
+    pub bytes_per_pixel: u64,
+    pub file_bytes: u64,
+}
+/// The smallest tile worth running: below it, context and overlap dominate.
+const SMALLEST_TILE: u32 = 64;
+
+/// What one image's upscale holds besides the model's working set.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageBytes {
+    /// The source raster (and its copy as the model's input, per tile).
+    pub input: u64,
+    /// The enlarged result, where it is kept whole (0 when streamed on).
+    pub output: u64,
+    /// Enlarged rows held per row of tiles by whoever takes them (bytes per
+    /// output pixel of a band: the streamed resize keeps its own copy).
+    pub row_copy_bytes_per_pixel: u64,
+}
+
+impl TileSettings {
+    /// The largest tile, at most `self.tile`, whose working set fits the
+    /// budget: the model's bytes per tile pixel over the tile with its
+    /// context, the float accumulators of a band of output rows, and what the
+    /// image itself holds. Never under 64 px: a budget too small for that is
+    /// exceeded rather than the job refused.
+    pub fn tile_for(
+        &self,
+        (width, height): (u32, u32),
+        scale: u32,
+        model: ModelMemory,
+        image: ImageBytes,
+    ) -> u32 {
+        let largest = if self.tile == 0 {
+            width.max(height)
+        } else {
+            self.tile
+        };
+        let budget = self.memory_mib as u64 * (1 << 20);
+        let fixed = RESERVED_BYTES + WEIGHT_COPIES * model.file_bytes + image.input + image.output;
+        let out_width = width as u64 * scale as u64;
+        let fits = |t: u32| {
+            let side = (t.min(width.max(height)) + 2 * self.context) as u64;
+            let working = model.bytes_per_pixel * side * side;
+            // 3 colour sums and a weight per output pixel, for the rows of
+            // one tile row plus the overlap carried into the next.
+            let band_rows = (t.min(height) + self.overlap) as u64 * scale as u64;
+            let band = out_width * band_rows * (16 + image.row_copy_bytes_per_pixel);
+            fixed + working + band <= budget
+        };
+        let mut t = largest;
+        while t > SMALLEST_TILE && !fits(t) {
+            t = t.saturating_sub(16).max(SMALLEST_TILE);
+        }
+        t
     }
 }
 
@@ -49,6 +129,8 @@ pub struct ModelUpscaler {
     name: String,
     entry: ModelEntry,
     session: Arc<ModelSession>,
+    /// The size of the weights file, for the memory budget.
+    file_bytes: u64,
     pub tiles: TileSettings,
 }
 
@@ -66,6 +148,7 @@ impl ModelUpscaler {
             name: name.to_string(),
             entry: entry.clone(),
             session,
+            file_bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
             tiles: TileSettings::default(),
         })
     }
@@ -81,6 +164,60 @@ impl ModelUpscaler {
 
     /// `run_colour`, stopping between rows of tiles once `deadline` passes.
     pub fn run_colour_until(&self, raster: &Raster, deadline: Option<&Deadline>) -> Result<Raster> {
+        let s = self.entry.scale;
+        let mut out = Raster::new(raster.width * s, raster.height * s, false);
+        let row = out.width as usize * 3;
+        self.run_colour_rows(raster, deadline, 0, &mut |first, rows| {
+            out.data[first as usize * row..][..rows.data.len()].copy_from_slice(&rows.data);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The tile size for `raster` under the memory budget, where the caller
+    /// keeps `row_copy` bytes per output pixel of each band it is handed
+    /// (0: the whole result is kept, which counts against the budget).
+    pub fn tile_size(&self, raster: &Raster, row_copy: u64) -> TileSettings {
+        let t = runtime::device_tiles(self.tiles, self.entry.scale);
+        if runtime::device() != super::gpu::Device::Cpu {
+            return t; // GPU memory is not the process's RSS
+        }
+        let s = self.entry.scale as u64;
+        let pixels = raster.width as u64 * raster.height as u64;
+        let image = ImageBytes {
+            input: pixels * raster.channels() as u64 * 2,
+            output: if row_copy == 0 { pixels * s * s * 6 } else { 0 },
+            row_copy_bytes_per_pixel: row_copy,
+        };
+        let model = ModelMemory {
+            bytes_per_pixel: self
+                .entry
+                .tile_bytes_per_pixel
+                .unwrap_or(UNKNOWN_MODEL_BYTES_PER_PIXEL),
+            file_bytes: self.file_bytes,
+        };
+        TileSettings {
+            tile: t.tile_for(
+                (raster.width, raster.height),
+                self.entry.scale,
+                model,
+                image,
+            ),
+            ..t
+        }
+    }
+
+    /// Upscales the colour of `raster`, handing `sink` each band of finished
+    /// output rows (its first row, then the rows as an RGB raster) as soon as
+    /// its row of tiles is done; the whole result never exists here.
+    /// `row_copy` is what the sink keeps per pixel of a band (see [`Self::tile_size`]).
+    pub fn run_colour_rows(
+        &self,
+        raster: &Raster,
+        deadline: Option<&Deadline>,
+        row_copy: u64,
+        sink: &mut dyn FnMut(u32, &Raster) -> Result<()>,
+    ) -> Result<()> {
         // One inference at a time: each already uses every core, and two at
         // once would only double the memory.
         let queued = Instant::now();
@@ -91,10 +228,15 @@ impl ModelUpscaler {
         let s = self.entry.scale as usize;
         let (w, h) = (raster.width, raster.height);
         let (ow, oh) = (w as usize * s, h as usize * s);
-        let t = &runtime::device_tiles(self.tiles, self.entry.scale);
+        let t = self.tile_size(raster, row_copy);
         let tile = if t.tile == 0 { w.max(h) } else { t.tile };
         let overlap = t.overlap.min(tile / 2);
-        let mut out = Raster::new(ow as u32, oh as u32, false);
+        tracing::debug!(
+            model = self.name.as_str(),
+            tile,
+            memory_mib = t.memory_mib,
+            "tile size"
+        );
         // Float accumulators for one band of tile rows (plus the overlap with
         // the next band) at a time: memory follows the tile size, not the image.
         let mut band = Band {
@@ -111,7 +253,7 @@ impl ModelUpscaler {
             }
             band.grow_to(y1 as usize * s);
             for (c, &(x0, x1)) in columns.iter().enumerate() {
-                self.run_tile(raster, [x0, x1, y0, y1], overlap, &mut band)?;
+                self.run_tile(raster, [x0, x1, y0, y1], t.context, overlap, &mut band)?;
                 // For the terminal's progress bar (src/cli/progress.rs).
                 tracing::trace!(
                     target: "upscaled::tiles",
@@ -121,21 +263,24 @@ impl ModelUpscaler {
                 );
             }
             let done_until = rows.get(r + 1).map_or(oh, |next| next.0 as usize * s);
-            band.flush(&mut out, done_until);
+            let first = band.first_row as u32;
+            let finished = band.flush(done_until);
+            sink(first, &finished)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn run_tile(
         &self,
         raster: &Raster,
         [x0, x1, y0, y1]: [u32; 4],
+        context: u32,
         overlap: u32,
         band: &mut Band,
     ) -> Result<()> {
         let s = self.entry.scale as usize;
         let (w, h) = (raster.width as i64, raster.height as i64);
-        let ctx = self.tiles.context as i64;
+        let ctx = context as i64;
         let pad = self.entry.pad as i64;
         let align = self.entry.align.max(1) as i64;
         // Region of real pixels the tile sees, then the model's edge padding.
@@ -238,11 +383,13 @@ impl Band {
         self.weight.resize(len, 0.0);
     }
 
-    /// Rows before `end` have all their tiles: normalise, store, forget them.
-    fn flush(&mut self, out: &mut Raster, end: usize) {
+    /// Rows before `end` have all their tiles: normalise them, hand them
+    /// back as 16-bit RGB, forget their sums.
+    fn flush(&mut self, end: usize) -> Raster {
         let n = (end - self.first_row) * self.width;
-        let dst = &mut out.data[self.first_row * self.width * 3..end * self.width * 3];
-        for ((px, acc), wsum) in dst
+        let mut out = Raster::new(self.width as u32, (end - self.first_row) as u32, false);
+        for ((px, acc), wsum) in out
+            .data
             .chunks_exact_mut(3)
             .zip(self.acc.chunks_exact(3))
             .zip(&self.weight)
@@ -254,6 +401,7 @@ impl Band {
         self.acc.drain(..n * 3);
         self.weight.drain(..n);
         self.first_row = end;
+        out
     }
 }
 
@@ -343,6 +491,35 @@ impl Upscaler for ModelUpscaler {
         }
         Ok(out)
     }
+
+    /// Opaque images stream: each row of tiles goes to `sink` when done.
+    /// (Alpha is enlarged over the whole image, so those take the default.)
+    fn upscale_rows(
+        &self,
+        raster: &Raster,
+        scale: u32,
+        deadline: Option<&Deadline>,
+        row_copy: u64,
+        sink: &mut dyn FnMut(u32, &Raster) -> Result<(), StageError>,
+    ) -> Result<(), StageError> {
+        if raster.has_alpha || scale != self.entry.scale {
+            let out = self.upscale(raster, scale, deadline)?;
+            return sink(0, &out);
+        }
+        // The sink's own errors pass through with their stage; the model's
+        // are the upscale's.
+        let mut sink_error = None;
+        let result = self.run_colour_rows(raster, deadline, row_copy, &mut |first, rows| {
+            sink(first, rows).map_err(|e| {
+                sink_error = Some(e);
+                anyhow::anyhow!("stopped by the next stage")
+            })
+        });
+        if let Some(e) = sink_error {
+            return Err(e);
+        }
+        result.map_err(|e| StageError::new(Stage::Upscale, format!("{e:#}")))
+    }
 }
 
 #[cfg(test)]
@@ -360,5 +537,81 @@ mod tests {
                 assert!(pair[0].1 - pair[1].0 >= 16, "overlap too small in {s:?}");
             }
         }
+    }
+
+    fn opaque(width: u32, height: u32, scale: u64, streamed: bool) -> ImageBytes {
+        let pixels = width as u64 * height as u64;
+        ImageBytes {
+            input: pixels * 6,
+            output: if streamed {
+                0
+            } else {
+                pixels * scale * scale * 6
+            },
+            row_copy_bytes_per_pixel: if streamed { 6 } else { 0 },
+        }
+    }
+
+    fn model(bytes_per_pixel: u64) -> ModelMemory {
+        ModelMemory {
+            bytes_per_pixel,
+            file_bytes: 20 << 20,
+        }
+    }
+
+    /// The working set `tile_for` charges a tile, as it charges it.
+    fn charged(
+        t: TileSettings,
+        tile: u32,
+        size: (u32, u32),
+        scale: u32,
+        bpp: u64,
+        image: ImageBytes,
+    ) -> u64 {
+        let side = (tile.min(size.0.max(size.1)) + 2 * t.context) as u64;
+        let band =
+            size.0 as u64 * scale as u64 * (tile.min(size.1) + t.overlap) as u64 * scale as u64;
+        RESERVED_BYTES
+            + WEIGHT_COPIES * (20 << 20)
+            + image.input
+            + image.output
+            + bpp * side * side
+            + band * (16 + image.row_copy_bytes_per_pixel)
+    }
+
+    #[test]
+    fn a_4x_jobs_tiles_are_chosen_from_the_memory_budget() {
+        let t = TileSettings::default();
+        let budget = t.memory_mib as u64 * (1 << 20);
+        // realesrgan-x4plus (15,500 bytes per tile pixel) on a 512² photo
+        // cannot keep the 384 px tile in 1 GiB; a small model can.
+        let image = opaque(512, 512, 4, false);
+        let heavy = t.tile_for((512, 512), 4, model(15_500), image);
+        assert!(heavy < 384 && heavy >= 64, "{heavy}");
+        assert!(charged(t, heavy, (512, 512), 4, 15_500, image) <= budget);
+        assert!(
+            charged(t, heavy + 16, (512, 512), 4, 15_500, image) > budget,
+            "the largest that fits"
+        );
+        assert_eq!(t.tile_for((512, 512), 4, model(2_000), image), 384);
+        // A larger budget gives larger tiles, never more than asked.
+        let roomy = TileSettings {
+            memory_mib: 4096,
+            ..t
+        };
+        assert_eq!(roomy.tile_for((512, 512), 4, model(15_500), image), 384);
+        // The whole enlarged image counts when it is kept: a 2048² source
+        // kept whole at 4x (384 MiB) leaves less room than one streamed on.
+        let kept = t.tile_for((2048, 2048), 4, model(3_300), opaque(2048, 2048, 4, false));
+        let streamed = t.tile_for((2048, 2048), 4, model(3_300), opaque(2048, 2048, 4, true));
+        assert!(kept < streamed, "kept {kept}, streamed {streamed}");
+        // A budget nothing fits in still runs, at the smallest tile.
+        let tiny = TileSettings {
+            memory_mib: 64,
+            ..t
+        };
+        assert_eq!(tiny.tile_for((512, 512), 4, model(15_500), image), 64);
+        // A model of unknown cost is charged as the costliest known.
+        assert!(t.tile_for((512, 512), 4, model(UNKNOWN_MODEL_BYTES_PER_PIXEL), image) <= heavy);
     }
 }

@@ -385,59 +385,63 @@ impl Pipeline {
         };
         timer.lap(Stage::Route);
 
-        let raster = match &upscaler {
-            Some(u) => {
-                // Several targets of one file share one inference.
-                let key = (u.name(), model_scale, spec.trim, digest(bytes));
-                let hit = spec
-                    .reuse_upscale
-                    .then(|| self.last_upscale.lock().ok())
-                    .flatten()
-                    .and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()));
-                match hit {
-                    Some(raster) => raster,
-                    None => {
-                        let out = upscale::upscale(
-                            u.as_ref(),
-                            raster,
-                            model_scale,
-                            spec.deadline.as_ref(),
-                        )?;
-                        if let Some(mut c) = spec
-                            .reuse_upscale
-                            .then(|| self.last_upscale.lock().ok())
-                            .flatten()
-                        {
-                            // One entry per worker is enough; keep two.
-                            if c.len() >= 2 {
-                                c.remove(0);
-                            }
-                            c.push((key, out.clone()));
-                        }
-                        out
-                    }
-                }
-            }
-            None => raster,
-        };
-        timer.lap(Stage::Upscale);
-
-        deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
-        let mut raster = match &spec.target {
-            Some(target) => fit_within_interpolation_limit(
-                &raster,
-                target,
-                needed / model_scale as f64,
-                route::interpolation_limit(no_model),
-            )?,
-            None => raster,
-        };
+        let residual = needed / model_scale as f64;
+        let limit = route::interpolation_limit(no_model);
         // After the resize, so that what the model and resampler left near
         // white at the edge goes too; the pad, already white, carries the fill.
-        if spec.target.as_ref().is_some_and(|t| t.whiten) {
-            background::whiten(&mut raster);
-        }
-        timer.lap(Stage::Resize);
+        let whiten = |mut r: Raster| {
+            if spec.target.as_ref().is_some_and(|t| t.whiten) {
+                background::whiten(&mut r);
+            }
+            r
+        };
+        let raster = match (&upscaler, &spec.target) {
+            // One target and nothing kept for another: the model's rows flow
+            // into the resize, and the enlarged image never exists whole.
+            (Some(u), Some(target)) if !spec.reuse_upscale => {
+                let (content, resize_ms) = fit_streamed(
+                    u.as_ref(),
+                    &raster,
+                    model_scale,
+                    spec.deadline.as_ref(),
+                    target,
+                    residual,
+                    limit,
+                )?;
+                let started = Instant::now();
+                let content = whiten(content);
+                let resize_ms = resize_ms + started.elapsed().as_secs_f64() * 1e3;
+                timer.lap_split(Stage::Upscale, Stage::Resize, resize_ms);
+                content
+            }
+            (Some(u), _) => {
+                let enlarged = self.upscale_whole(u.as_ref(), raster, model_scale, spec, bytes)?;
+                timer.lap(Stage::Upscale);
+                deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
+                let out = match &spec.target {
+                    Some(target) => {
+                        fit_within_interpolation_limit(&enlarged, target, residual, limit)?
+                    }
+                    None => enlarged,
+                };
+                let out = whiten(out);
+                timer.lap(Stage::Resize);
+                out
+            }
+            (None, target) => {
+                timer.lap(Stage::Upscale);
+                deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
+                let out = match target {
+                    Some(target) => {
+                        fit_within_interpolation_limit(&raster, target, residual, limit)?
+                    }
+                    None => raster,
+                };
+                let out = whiten(out);
+                timer.lap(Stage::Resize);
+                out
+            }
+        };
 
         let settings = EncodeSettings {
             quality: spec.quality,
@@ -489,6 +493,39 @@ impl Pipeline {
         })
     }
 
+    /// The whole enlarged image, shared through the kept results when the
+    /// job keeps them for the file's other targets.
+    fn upscale_whole(
+        &self,
+        u: &dyn Upscaler,
+        raster: Raster,
+        model_scale: u32,
+        spec: &JobSpec,
+        bytes: &[u8],
+    ) -> Result<Raster, StageError> {
+        // Several targets of one file share one inference.
+        let key = (u.name(), model_scale, spec.trim, digest(bytes));
+        let kept = || {
+            spec.reuse_upscale
+                .then(|| self.last_upscale.lock().ok())
+                .flatten()
+        };
+        if let Some(hit) =
+            kept().and_then(|c| c.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()))
+        {
+            return Ok(hit);
+        }
+        let out = upscale::upscale(u, raster, model_scale, spec.deadline.as_ref())?;
+        if let Some(mut c) = kept() {
+            // One entry per worker is enough; keep two.
+            if c.len() >= 2 {
+                c.remove(0);
+            }
+            c.push((key, out.clone()));
+        }
+        Ok(out)
+    }
+
     /// Runs the whole pipeline on one file; `output_path` names each format's output.
     pub fn process_file(
         &self,
@@ -535,15 +572,57 @@ fn fit_within_interpolation_limit(
     residual: f64,
     limit: Option<f64>,
 ) -> Result<Raster, StageError> {
-    let Some(reduced) = reachable_target(target, residual, limit) else {
-        return resize::fit_to_target(raster, target);
-    };
-    let content = resize::fit_to_target(raster, &reduced)?;
-    if target.fit != Fit::Pad {
-        return Ok(content);
+    let content_target = reachable_target(target, residual, limit);
+    let content = resize::fit_to_target(raster, content_target.as_ref().unwrap_or(target))?;
+    Ok(pad_reduced(content, target, content_target.is_some()))
+}
+
+/// A content made smaller than a `pad` box still goes on the whole box.
+fn pad_reduced(content: Raster, target: &Target, reduced: bool) -> Raster {
+    if !reduced || target.fit != Fit::Pad {
+        return content;
     }
     let canvas = padded_canvas(target, (content.width, content.height));
-    Ok(resize::pad(&content, canvas, target.background))
+    resize::pad(&content, canvas, target.background)
+}
+
+/// [`fit_within_interpolation_limit`] of the image `upscaler` enlarges, its
+/// rows resized as the model finishes them. Returns the result and the
+/// milliseconds spent resizing.
+fn fit_streamed(
+    upscaler: &dyn Upscaler,
+    raster: &Raster,
+    scale: u32,
+    deadline: Option<&deadline::Deadline>,
+    target: &Target,
+    residual: f64,
+    limit: Option<f64>,
+) -> Result<(Raster, f64), StageError> {
+    let (up_w, up_h) = (raster.width * scale, raster.height * scale);
+    let content_target = reachable_target(target, residual, limit);
+    let place = resize::placement(up_w, up_h, content_target.as_ref().unwrap_or(target));
+    let mut resizer =
+        resize::StreamedResize::new((up_w, up_h), raster.has_alpha, place.content, place.crop);
+    let mut resize_ms = 0.0;
+    let row_copy = resize::StreamedResize::bytes_per_source_pixel(raster.has_alpha);
+    upscaler.upscale_rows(raster, scale, deadline, row_copy, &mut |first, rows| {
+        let started = Instant::now();
+        let pushed = resizer.push(first, rows);
+        resize_ms += started.elapsed().as_secs_f64() * 1e3;
+        pushed
+    })?;
+    let started = Instant::now();
+    let mut content = resizer.finish()?;
+    if upscaler.is_model() {
+        // The flat-output check on what the model's rows became.
+        upscale::check_not_flat(raster, &content, &upscaler.name())?;
+    }
+    if place.canvas != place.content {
+        content = resize::pad(&content, place.canvas, target.background);
+    }
+    let out = pad_reduced(content, target, content_target.is_some());
+    resize_ms += started.elapsed().as_secs_f64() * 1e3;
+    Ok((out, resize_ms))
 }
 
 /// The smaller box the content gets when the target is out of the
@@ -661,6 +740,20 @@ impl StageTimer {
         StageTimer {
             last: Instant::now(),
             laps: Vec::new(),
+        }
+    }
+
+    /// A lap in which `inner` took `inner_ms` of `stage`'s time (the
+    /// streamed resize runs between the model's rows of tiles).
+    fn lap_split(&mut self, stage: Stage, inner: Stage, inner_ms: f64) {
+        let now = Instant::now();
+        let total = (now - self.last).as_secs_f64() * 1e3;
+        self.laps
+            .push((stage.to_string(), (total - inner_ms).max(0.0)));
+        self.laps.push((inner.to_string(), inner_ms));
+        self.last = now;
+        if let Some(next) = inner.next() {
+            crate::error::set_stage(next);
         }
     }
 

@@ -145,6 +145,171 @@ pub fn resize(
     Ok(out)
 }
 
+/// Output rows computed at a time by [`StreamedResize`].
+const STREAM_ROWS: u32 = 64;
+
+/// The Lanczos3 resize of [`resize`], fed the source a band of rows at a
+/// time from top to bottom: each band of output rows is computed as soon as
+/// every source row its filter reaches has arrived, and source rows no
+/// later output needs are dropped. It gives `resize`'s pixels (the filter
+/// is the same, over the same source rows) while holding only a window of
+/// the source, so a model's enlarged rows can flow into the target size
+/// without the whole enlarged image ever existing.
+pub struct StreamedResize {
+    source: (u32, u32),
+    /// Source rectangle (left, top, width, height) that fills the output.
+    crop: (f64, f64, f64, f64),
+    out: Raster,
+    /// Linear-light source rows `window_first..received`.
+    window: Vec<u16>,
+    window_first: u32,
+    received: u32,
+    /// Output rows before this are done.
+    done: u32,
+}
+
+impl StreamedResize {
+    /// A resize of a `source`-sized image (with alpha or not) to
+    /// `width`x`height`, of the crop where one is given.
+    pub fn new(
+        source: (u32, u32),
+        has_alpha: bool,
+        (width, height): (u32, u32),
+        crop: Option<(f64, f64, f64, f64)>,
+    ) -> Self {
+        Self {
+            source,
+            crop: crop.unwrap_or((0.0, 0.0, source.0 as f64, source.1 as f64)),
+            out: Raster::new(width, height, has_alpha),
+            window: Vec::new(),
+            window_first: 0,
+            received: 0,
+            done: 0,
+        }
+    }
+
+    fn channels(&self) -> usize {
+        self.out.channels()
+    }
+
+    /// Source rows that output rows `a..b` reach (the filter's support).
+    fn reach(&self, a: u32, b: u32) -> (u32, u32) {
+        let (_, top, _, crop_h) = self.crop;
+        let step = crop_h / self.out.height as f64;
+        let radius = 3.0 * step.max(1.0) + 1.0;
+        let lo = (top + a as f64 * step - radius).floor().max(0.0) as u32;
+        let hi = (top + b as f64 * step + radius)
+            .ceil()
+            .min(self.source.1 as f64) as u32;
+        (lo.min(self.source.1), hi)
+    }
+
+    /// Takes the next source rows (`rows` continues where the last band
+    /// ended) and computes every output row they complete.
+    pub fn push(&mut self, first_row: u32, rows: &Raster) -> Result<(), StageError> {
+        let err = |m: String| StageError::new(Stage::Resize, m);
+        if first_row != self.received
+            || rows.width != self.source.0
+            || rows.has_alpha != self.out.has_alpha
+            || self.received + rows.height > self.source.1
+        {
+            return Err(err(format!(
+                "rows {first_row}.. of a {}-wide image came after row {} (expected a band of the {}x{} source, in order)",
+                rows.width, self.received, self.source.0, self.source.1
+            )));
+        }
+        let to_linear = srgb_to_linear_lut();
+        self.window
+            .extend(rows.data.iter().map(|&v| to_linear[v as usize]));
+        self.received += rows.height;
+        while self.done < self.out.height {
+            let end = (self.done + STREAM_ROWS).min(self.out.height);
+            let (lo, hi) = self.reach(self.done, end);
+            if hi > self.received {
+                break;
+            }
+            self.resize_rows(self.done, end)?;
+            self.done = end;
+            // Forget the source rows that no later output row reaches.
+            let keep_from = if end < self.out.height {
+                self.reach(end, (end + STREAM_ROWS).min(self.out.height)).0
+            } else {
+                self.received
+            }
+            .max(lo)
+            .max(self.window_first);
+            let drop = (keep_from - self.window_first) as usize * self.source.0 as usize;
+            self.window.drain(..drop * self.channels());
+            self.window_first = keep_from;
+        }
+        Ok(())
+    }
+
+    /// Output rows `a..b` from the window, as `resize` computes them.
+    fn resize_rows(&mut self, a: u32, b: u32) -> Result<(), StageError> {
+        let err = |e: &dyn std::fmt::Display| StageError::new(Stage::Resize, e.to_string());
+        let (left, top, crop_w, crop_h) = self.crop;
+        let step = crop_h / self.out.height as f64;
+        let pixel_type = if self.out.has_alpha {
+            PixelType::U16x4
+        } else {
+            PixelType::U16x3
+        };
+        let c = self.channels();
+        let width = self.out.width;
+        let src_rows = self.received - self.window_first;
+        let src = Image::from_slice_u8(
+            self.source.0,
+            src_rows,
+            bytemuck::cast_slice_mut(&mut self.window),
+            pixel_type,
+        )
+        .map_err(|e| err(&e))?;
+        let rows =
+            &mut self.out.data[a as usize * width as usize * c..b as usize * width as usize * c];
+        let mut dst =
+            Image::from_slice_u8(width, b - a, bytemuck::cast_slice_mut(rows), pixel_type)
+                .map_err(|e| err(&e))?;
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .crop(
+                left,
+                top + a as f64 * step - self.window_first as f64,
+                crop_w,
+                (b - a) as f64 * step,
+            );
+        Resizer::new()
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| err(&e))?;
+        drop(dst);
+        let to_srgb = linear_to_srgb_lut();
+        for v in rows.iter_mut() {
+            *v = to_srgb[*v as usize];
+        }
+        Ok(())
+    }
+
+    /// The resized image, once every source row has come.
+    pub fn finish(self) -> Result<Raster, StageError> {
+        if self.done < self.out.height {
+            return Err(StageError::new(
+                Stage::Resize,
+                format!(
+                    "only {} of the source's {} rows arrived",
+                    self.received, self.source.1
+                ),
+            ));
+        }
+        Ok(self.out)
+    }
+
+    /// Bytes it keeps per source pixel of a band it is handed: the band's
+    /// linear-light copy in its window.
+    pub fn bytes_per_source_pixel(has_alpha: bool) -> u64 {
+        if has_alpha { 8 } else { 6 }
+    }
+}
+
 /// Centres `content` on a canvas of the background colour (opaque).
 pub fn pad(content: &Raster, canvas: (u32, u32), background: [u8; 3]) -> Raster {
     let mut out = Raster::new(canvas.0, canvas.1, content.has_alpha);
@@ -240,5 +405,112 @@ mod tests {
                 assert!(px[0] > 64000, "halo: {px:?}");
             }
         }
+    }
+
+    /// A picture with detail at every scale: gradients, a checker, a ring.
+    fn busy(width: u32, height: u32, alpha: bool) -> Raster {
+        let mut r = Raster::new(width, height, alpha);
+        let c = r.channels();
+        for (i, px) in r.data.chunks_exact_mut(c).enumerate() {
+            let (x, y) = ((i as u32 % width) as f64, (i as u32 / width) as f64);
+            let checker = ((x as u32 / 3 + y as u32 / 5) % 2) as f64;
+            let ring = ((x - 40.0).hypot(y - 30.0) / 4.0).sin() * 0.5 + 0.5;
+            px[0] = (x / width as f64 * 65535.0) as u16;
+            px[1] = (checker * 60000.0) as u16;
+            px[2] = (ring * 65535.0) as u16;
+            if alpha {
+                px[3] = if (x as u32 + y as u32) % 7 == 0 {
+                    0
+                } else {
+                    50000
+                };
+            }
+        }
+        r
+    }
+
+    /// Feeds `source` to a streamed resize in bands of `band` rows.
+    fn streamed(
+        source: &Raster,
+        size: (u32, u32),
+        crop: Option<(f64, f64, f64, f64)>,
+        band: u32,
+    ) -> Raster {
+        let mut s =
+            StreamedResize::new((source.width, source.height), source.has_alpha, size, crop);
+        let row = source.width as usize * source.channels();
+        let mut y = 0;
+        while y < source.height {
+            let n = band.min(source.height - y);
+            let mut part = Raster::new(source.width, n, source.has_alpha);
+            part.data
+                .copy_from_slice(&source.data[y as usize * row..(y + n) as usize * row]);
+            s.push(y, &part).unwrap();
+            y += n;
+        }
+        s.finish().unwrap()
+    }
+
+    #[test]
+    fn streamed_resize_gives_the_pixels_of_the_whole_image_resize() {
+        let cases: [(u32, u32, bool, (u32, u32), Option<(f64, f64, f64, f64)>); 5] = [
+            (320, 240, false, (80, 60), None),
+            (320, 240, false, (101, 77), None),
+            (96, 200, true, (40, 83), None),
+            (300, 200, false, (100, 100), Some((50.0, 0.0, 200.0, 200.0))),
+            (60, 50, false, (150, 125), None),
+        ];
+        for (w, h, alpha, size, crop) in cases {
+            let source = busy(w, h, alpha);
+            let whole = resize(&source, size.0, size.1, crop).unwrap();
+            for band in [1, 7, 64, 1000] {
+                let parts = streamed(&source, size, crop, band);
+                let worst = whole
+                    .data
+                    .iter()
+                    .zip(&parts.data)
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap();
+                assert!(
+                    worst <= 257,
+                    "{w}x{h} -> {size:?} crop {crop:?} in bands of {band}: {worst}/65535 apart"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_resize_keeps_a_window_not_the_image() {
+        let source = busy(200, 800, false);
+        let mut s = StreamedResize::new((200, 800), false, (50, 200), None);
+        let mut most = 0;
+        for y in (0..800).step_by(50) {
+            let mut part = Raster::new(200, 50, false);
+            part.data
+                .copy_from_slice(&source.data[y * 600..(y + 50) * 600]);
+            s.push(y as u32, &part).unwrap();
+            most = most.max(s.window.len() / 600);
+        }
+        // A band of 64 output rows reaches 256 source rows plus the filter.
+        assert!(most < 400, "held {most} of 800 source rows");
+        s.finish().unwrap();
+    }
+
+    #[test]
+    fn a_streamed_resize_refuses_rows_out_of_order_or_missing() {
+        let source = busy(40, 40, false);
+        let mut s = StreamedResize::new((40, 40), false, (10, 10), None);
+        let mut part = Raster::new(40, 10, false);
+        part.data.copy_from_slice(&source.data[..40 * 10 * 3]);
+        assert!(s.push(10, &part).is_err(), "a band that skips rows");
+        s.push(0, &part).unwrap();
+        let e = s.finish().unwrap_err();
+        assert_eq!(e.stage, Stage::Resize);
+        assert!(
+            e.cause.contains("10 of the source's 40 rows"),
+            "{}",
+            e.cause
+        );
     }
 }
