@@ -1,9 +1,9 @@
-//! Times catalog models as the importer writes them today against a plain
-//! import (no channel padding, no graph rewrites), and checks that both give
-//! the same output.
+//! Times catalog models as the importer writes them by default (blocked
+//! layout; with `--padded`, channel padding too) against a plain import (no
+//! graph rewrites), and checks that both give the same output.
 //!
 //! `cargo run --release --example bench_models -- [--side N] [--repeat N]
-//! [--threads N] IMAGE MODEL...` imports each MODEL both ways from its cached
+//! [--threads N] [--padded] IMAGE MODEL...` imports each MODEL both ways from its cached
 //! wheel, runs both on the same SIDE² crop of IMAGE (default 256, whole
 //! model, no tiling) REPEAT times each, alternating (default 5), and prints a
 //! Markdown row per model: the fastest run of each as seconds per input
@@ -22,6 +22,8 @@ struct Args {
     side: u32,
     repeat: usize,
     threads: usize,
+    /// Compare against the padded import instead of the default one.
+    padded: bool,
     image: String,
     models: Vec<String>,
 }
@@ -31,6 +33,7 @@ fn parse_args() -> Result<Args> {
         side: 256,
         repeat: 5,
         threads: 2,
+        padded: false,
         image: String::new(),
         models: Vec::new(),
     };
@@ -45,13 +48,14 @@ fn parse_args() -> Result<Args> {
             "--side" => args.side = number("--side")? as u32,
             "--repeat" => args.repeat = number("--repeat")?.max(1),
             "--threads" => args.threads = number("--threads")?.max(1),
+            "--padded" => args.padded = true,
             _ if args.image.is_empty() => args.image = a,
             _ => args.models.push(a),
         }
     }
     if args.image.is_empty() || args.models.is_empty() {
         bail!(
-            "usage: bench_models [--side N] [--repeat N] [--threads N] IMAGE MODEL...\n\
+            "usage: bench_models [--side N] [--repeat N] [--threads N] [--padded] IMAGE MODEL...\n\
              (MODEL: a catalog model imported from an ncnn wheel, e.g. spanx4_ch52)"
         );
     }
@@ -89,13 +93,20 @@ fn run() -> Result<()> {
     let shape = [1, 3, args.side as usize, args.side as usize];
     let megapixels = f64::from(args.side * args.side) / 1e6;
     println!(
-        "| model | plain import (s/MP) | padded import (s/MP) | speed-up | max abs diff (of 255) |"
+        "| model | plain import (s/MP) | {} import (s/MP) | speed-up | max abs diff (of 255) |",
+        if args.padded { "padded" } else { "default" }
     );
     println!("|---|---|---|---|---|");
     for name in &args.models {
         let entry = catalog.get(name)?;
         let plain: ImportOptions = models::import_options(entry).plain();
-        let today = plain.padded();
+        // The default import (blocked layout), or with channels padded too.
+        let default = models::import_options(entry);
+        let today = if args.padded {
+            default.padded()
+        } else {
+            default
+        };
         let mut sessions = Vec::new();
         for (label, options) in [("plain", plain), ("today", today)] {
             let onnx = models::import_from_wheel(&catalog, name, &cache, options)?;

@@ -221,6 +221,7 @@ fn tiles_blend_without_seams() {
             tile: 96,
             overlap: 0,
             context: 0,
+            ..TileSettings::default()
         },
         None,
     )

@@ -18,7 +18,7 @@
 //! InnerProduct, a channel crop, a division, a depthwise conv, the network's
 //! output) turns padding off for every conv the tensor came from.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::ncnn::Layer;
 
@@ -107,9 +107,31 @@ pub fn plan(layers: &[Layer], multiple: usize) -> PadPlan {
     }
 }
 
+/// The blobs that are images (N, C, H, W in ONNX), as opposed to the
+/// vectors of squeeze-excitation branches (global pooling, InnerProduct):
+/// only those may take a per-channel constant of shape [1, C, 1, 1].
+pub(crate) fn image_blobs(layers: &[Layer]) -> HashSet<String> {
+    let mut images = HashSet::new();
+    for l in layers {
+        let is_image = |i: usize| l.inputs.get(i).is_some_and(|b| images.contains(b));
+        let image = match l.kind.as_str() {
+            "Input" | "Convolution" | "ConvolutionDepthWise" | "Deconvolution" => true,
+            "Pooling" => l.int(4, 0) == 0, // not global
+            "InnerProduct" | "Reshape" | "Flatten" | "MemoryData" => false,
+            "Concat" | "Eltwise" => (0..l.inputs.len()).all(is_image),
+            "BinaryOp" if l.int(1, 0) == 0 => is_image(0) && is_image(1),
+            _ => is_image(0),
+        };
+        if image {
+            images.extend(l.outputs.iter().cloned());
+        }
+    }
+    images
+}
+
 /// Channel counts of the blobs where they can be told from the `.param`
 /// alone (`None`: unknown).
-fn channel_counts(layers: &[Layer]) -> HashMap<String, Option<usize>> {
+pub(crate) fn channel_counts(layers: &[Layer]) -> HashMap<String, Option<usize>> {
     let mut c: HashMap<String, Option<usize>> = HashMap::new();
     for l in layers {
         let input = |i: usize| l.inputs.get(i).and_then(|b| c.get(b).copied().flatten());

@@ -26,6 +26,13 @@ pub struct ImportOptions {
     /// Pad internal channel counts with zero weights to a multiple of this
     /// (the same outputs; see `channel_pad`); 0 or 1 leaves them as they are.
     pub channel_multiple: usize,
+    /// Write element-wise ops so that ONNX Runtime keeps the tensors in its
+    /// blocked (NCHWc) layout between convolutions: a scalar constant of an
+    /// image gets one value per channel, and a per-channel PReLU becomes
+    /// `x + (1 - slope) * relu(-x)`. The same numbers (within 1e-6); without
+    /// it each such op sits between two layout reorders (docs/benchmarks.md,
+    /// "Blocked layout").
+    pub blocked_layout: bool,
 }
 
 /// ONNX Runtime's blocked (NCHWc) convolutions take channels 16 at a time on
@@ -46,6 +53,7 @@ impl ImportOptions {
     pub fn plain(self) -> Self {
         ImportOptions {
             channel_multiple: 1,
+            blocked_layout: false,
             ..self
         }
     }
@@ -58,6 +66,7 @@ impl Default for ImportOptions {
             // Off: padded SPAN ch52 measured no faster than unpadded
             // (docs/benchmarks.md, "Channel padding").
             channel_multiple: 1,
+            blocked_layout: true,
         }
     }
 }
@@ -80,6 +89,12 @@ pub fn ncnn_to_onnx_with(
         consumed: HashMap::new(),
         weights: WeightReader::new(bin),
         plan: channel_pad::plan(&layers, options.channel_multiple),
+        channels: if options.blocked_layout {
+            channel_pad::channel_counts(&layers)
+        } else {
+            HashMap::new()
+        },
+        images: channel_pad::image_blobs(&layers),
     };
     for layer in &layers {
         importer
@@ -150,6 +165,10 @@ struct Importer<'a> {
     weights: WeightReader<'a>,
     /// The tensors padded to more channels than the `.param` says.
     plan: PadPlan,
+    /// Channel counts of the blobs (empty: keep constants as written).
+    channels: HashMap<String, Option<usize>>,
+    /// The blobs that are NCHW images.
+    images: std::collections::HashSet<String>,
 }
 
 /// ncnn axis of a CHW blob (may be negative) → ONNX axis of NCHW.
@@ -162,6 +181,25 @@ fn onnx_axis(ncnn_axis: i64) -> i64 {
 }
 
 impl Importer<'_> {
+    /// The channels of image blob `blob` as imported (padded where the plan
+    /// pads it), where known and the blocked layout is asked for.
+    fn image_channels(&self, blob: &str) -> Option<usize> {
+        if !self.images.contains(blob) {
+            return None;
+        }
+        let original = self.channels.get(blob).copied().flatten()?;
+        Some(self.plan.layout(blob).map_or(original, |l| l.total))
+    }
+
+    /// A scalar constant for an op on `blob`: one value per channel where
+    /// the blob is an image of known channels (see `blocked_layout`).
+    fn scalar_for(&mut self, blob: &str, hint: &str, value: f32) -> String {
+        match self.image_channels(blob) {
+            Some(c) => self.g.constant(hint, &[1, c as i64, 1, 1], &vec![value; c]),
+            None => self.g.constant(hint, &[1], &[value]),
+        }
+    }
+
     fn input(&mut self, layer: &Layer, i: usize) -> Result<String> {
         let blob = layer
             .inputs
@@ -226,10 +264,35 @@ impl Importer<'_> {
                     slopes = layout.spread(&slopes, 0.0);
                 }
                 let n = slopes.len();
-                let dims: &[i64] = if n == 1 { &[1] } else { &[n as i64, 1, 1] };
-                let slope = self.g.constant(&l.name, dims, &slopes);
-                let y = self.output(l, 0)?;
-                self.g.node("PRelu", &[&x, &slope], &[&y], Vec::new());
+                if n == 1 {
+                    // One slope is a leaky ReLU, which fuses into the conv.
+                    let y = self.output(l, 0)?;
+                    let alpha = vec![("alpha", Attr::Float(slopes[0]))];
+                    self.g.node("LeakyRelu", &[&x], &[&y], alpha);
+                } else if self.image_channels(&l.inputs[0]) == Some(n) {
+                    // x + (1 - a) * relu(-x): Mul, Relu and Add stay in the
+                    // blocked layout, PRelu does not.
+                    let minus = self
+                        .g
+                        .constant(&l.name, &[1, n as i64, 1, 1], &vec![-1.0; n]);
+                    let keep: Vec<f32> = slopes.iter().map(|a| 1.0 - a).collect();
+                    let keep = self.g.constant(&l.name, &[1, n as i64, 1, 1], &keep);
+                    let (negated, negative, scaled) = (
+                        self.g.fresh(&l.name),
+                        self.g.fresh(&l.name),
+                        self.g.fresh(&l.name),
+                    );
+                    self.g.node("Mul", &[&x, &minus], &[&negated], Vec::new());
+                    self.g.node("Relu", &[&negated], &[&negative], Vec::new());
+                    self.g
+                        .node("Mul", &[&negative, &keep], &[&scaled], Vec::new());
+                    let y = self.output(l, 0)?;
+                    self.g.node("Add", &[&x, &scaled], &[&y], Vec::new());
+                } else {
+                    let slope = self.g.constant(&l.name, &[n as i64, 1, 1], &slopes);
+                    let y = self.output(l, 0)?;
+                    self.g.node("PRelu", &[&x, &slope], &[&y], Vec::new());
+                }
             }
             "ReLU" => {
                 let x = self.input(l, 0)?;
@@ -588,7 +651,7 @@ impl Importer<'_> {
     fn binary_op(&mut self, l: &Layer) -> Result<()> {
         let a = self.input(l, 0)?;
         let b = if l.int(1, 0) != 0 {
-            self.g.constant("scalar", &[1], &[l.float(2, 0.0)])
+            self.scalar_for(&l.inputs[0], "scalar", l.float(2, 0.0))
         } else {
             self.input(l, 1)?
         };
@@ -626,7 +689,7 @@ impl Importer<'_> {
         for (i, x) in inputs.into_iter().enumerate() {
             match coeffs {
                 Some(c) if op == "Add" && c.get(i).copied().unwrap_or(1.0) != 1.0 => {
-                    let k = self.g.constant("coeff", &[1], &[c[i]]);
+                    let k = self.scalar_for(&l.inputs[i], "coeff", c[i]);
                     let scaled = self.g.fresh(&l.name);
                     self.g.node("Mul", &[&x, &k], &[&scaled], Vec::new());
                     terms.push(scaled);

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ort::environment::Environment;
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::TensorRef;
 
 use super::gpu::{self, Device};
@@ -134,10 +134,6 @@ fn execution_providers() -> Vec<ort::ep::ExecutionProviderDispatch> {
     eps.push(ort::ep::CoreML::default().build());
     #[cfg(feature = "directml")]
     eps.push(ort::ep::DirectML::default().build());
-    // No arena: it would keep the largest tile's activations for good and
-    // grow with every new tile shape; without it memory follows the tile
-    // being run, at the same speed (docs/benchmarks.md, "Memory").
-    eps.push(ort::ep::CPU::default().with_arena_allocator(false).build());
     eps
 }
 
@@ -154,6 +150,27 @@ impl ModelSession {
             .into_iter()
             .next()
             .ok_or_else(|| anyhow!("the model has no output"))
+    }
+
+    /// [`run`](Self::run), then hands the memory the runtime's arena grew
+    /// for this run back to the system: the last tile of an image, so that
+    /// what one large image needed is not kept while the daemon waits for
+    /// the next. (The arena stays on: without it, every tile's activations
+    /// are fresh pages, 1.2–2.1x slower; docs/benchmarks.md, "Memory".)
+    pub fn run_and_release(
+        &self,
+        shape: [usize; 4],
+        data: &[f32],
+    ) -> Result<([usize; 4], Vec<f32>)> {
+        let mut options = RunOptions::new()?;
+        options.set("memory.enable_memory_arena_shrinkage", "cpu:0")?;
+        let input = TensorRef::from_array_view((shape, data))?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| anyhow!("model session poisoned"))?;
+        let outputs = session.run_with_options(ort::inputs![input], &options)?;
+        nchw(&outputs[0])
     }
 
     /// Like [`run`](Self::run), returning every output of the model in the

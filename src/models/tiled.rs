@@ -253,7 +253,15 @@ impl ModelUpscaler {
             }
             band.grow_to(y1 as usize * s);
             for (c, &(x0, x1)) in columns.iter().enumerate() {
-                self.run_tile(raster, [x0, x1, y0, y1], t.context, overlap, &mut band)?;
+                let last = r + 1 == rows.len() && c + 1 == columns.len();
+                self.run_tile(
+                    raster,
+                    [x0, x1, y0, y1],
+                    t.context,
+                    overlap,
+                    last,
+                    &mut band,
+                )?;
                 // For the terminal's progress bar (src/cli/progress.rs).
                 tracing::trace!(
                     target: "upscaled::tiles",
@@ -276,6 +284,7 @@ impl ModelUpscaler {
         [x0, x1, y0, y1]: [u32; 4],
         context: u32,
         overlap: u32,
+        last: bool,
         band: &mut Band,
     ) -> Result<()> {
         let s = self.entry.scale as usize;
@@ -304,10 +313,14 @@ impl ModelUpscaler {
                 }
             }
         }
-        let ([_, oc, out_h, out_w], out) = self
-            .session
-            .run([1, 3, th as usize, tw as usize], &input)
-            .with_context(|| format!("model {} on a {tw}x{th} tile", self.name))?;
+        let shape = [1, 3, th as usize, tw as usize];
+        let ran = if last {
+            self.session.run_and_release(shape, &input)
+        } else {
+            self.session.run(shape, &input)
+        };
+        let ([_, oc, out_h, out_w], out) =
+            ran.with_context(|| format!("model {} on a {tw}x{th} tile", self.name))?;
         ensure!(oc == 3, "model {} returned {oc} channels", self.name);
         // Corrupt weights give NaN, which the conversion to 16 bits would
         // silently turn into black: refuse it while it is still a float.
