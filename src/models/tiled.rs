@@ -71,6 +71,8 @@ pub const UNKNOWN_MODEL_BYTES_PER_PIXEL: u64 = 16_000;
 pub struct ModelMemory {
     pub bytes_per_pixel: u64,
     pub file_bytes: u64,
+    /// Edge pixels the model eats, added around every tile.
+    pub pad: u32,
 }
 /// The smallest tile worth running: below it, context and overlap dominate.
 const SMALLEST_TILE: u32 = 64;
@@ -109,7 +111,7 @@ impl TileSettings {
         let fixed = RESERVED_BYTES + WEIGHT_COPIES * model.file_bytes + image.input + image.output;
         let out_width = width as u64 * scale as u64;
         let fits = |t: u32| {
-            let side = (t.min(width.max(height)) + 2 * self.context) as u64;
+            let side = (t.min(width.max(height)) + 2 * self.context + 2 * model.pad) as u64;
             let working = model.bytes_per_pixel * side * side;
             // 3 colour sums and a weight per output pixel, for the rows of
             // one tile row plus the overlap carried into the next.
@@ -186,7 +188,13 @@ impl ModelUpscaler {
         let pixels = raster.width as u64 * raster.height as u64;
         let image = ImageBytes {
             input: pixels * raster.channels() as u64 * 2,
-            output: if row_copy == 0 { pixels * s * s * 6 } else { 0 },
+            // Kept whole: the 16-bit raster, then the encoder's 8-bit copy
+            // and its own buffers (a PNG of 4096² measured ~8 bytes a pixel).
+            output: if row_copy == 0 {
+                pixels * s * s * 14
+            } else {
+                0
+            },
             row_copy_bytes_per_pixel: row_copy,
         };
         let model = ModelMemory {
@@ -195,6 +203,7 @@ impl ModelUpscaler {
                 .tile_bytes_per_pixel
                 .unwrap_or(UNKNOWN_MODEL_BYTES_PER_PIXEL),
             file_bytes: self.file_bytes,
+            pad: self.entry.pad,
         };
         TileSettings {
             tile: t.tile_for(
@@ -569,6 +578,7 @@ mod tests {
         ModelMemory {
             bytes_per_pixel,
             file_bytes: 20 << 20,
+            pad: 0,
         }
     }
 

@@ -270,14 +270,12 @@ impl StreamedResize {
         let mut dst =
             Image::from_slice_u8(width, b - a, bytemuck::cast_slice_mut(rows), pixel_type)
                 .map_err(|e| err(&e))?;
+        // Rounding may put the band's edge a hair past the window's rows.
+        let band_top = (top + a as f64 * step - self.window_first as f64).max(0.0);
+        let band_height = ((b - a) as f64 * step).min(src_rows as f64 - band_top);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-            .crop(
-                left,
-                top + a as f64 * step - self.window_first as f64,
-                crop_w,
-                (b - a) as f64 * step,
-            );
+            .crop(left, band_top, crop_w, band_height);
         Resizer::new()
             .resize(&src, &mut dst, &options)
             .map_err(|e| err(&e))?;
