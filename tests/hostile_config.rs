@@ -242,7 +242,7 @@ fn a_missing_default_models_folder_is_refused() {
 #[test]
 fn zero_limits_are_refused() {
     let c = Case::new(&format!(
-        "limits:\n  max_side: 0\n  max_megapixels: 0\n  max_alloc_mib: 0\n  max_file_mib: 0\n  seconds_per_file: 0\nfolders:\n{}",
+        "limits:\n  max_side: 0\n  max_megapixels: 0\n  max_alloc_mib: 0\n  max_file_mib: 0\n  seconds_per_file: 0\n  memory_mib: 0\nfolders:\n{}",
         folder("in", "out", &["max_bytes: 0"])
     ));
     c.refused(&[
@@ -250,7 +250,8 @@ fn zero_limits_are_refused() {
         (4, "limits.max_megapixels"),
         (5, "limits.max_alloc_mib"),
         (6, "limits.max_file_mib"),
-        (12, "folders[0].max_bytes"),
+        (8, "limits.memory_mib"),
+        (13, "folders[0].max_bytes"),
     ]);
 }
 

@@ -371,3 +371,78 @@ fn the_binary_finds_the_checkouts_models_from_any_folder() {
     assert!(text.contains("./models (a checkout)"), "{text}");
     assert!(text.contains("ONNX Runtime installed"), "{text}");
 }
+
+/// A job with one target streams the model's rows into the resize; a job that
+/// keeps the enlarged image for a file's other targets resizes it whole. The
+/// two give the same pixels (within 1/255), with a downscale after the model,
+/// a cover crop, and tiles small enough that several rows of them stream.
+#[test]
+fn a_streamed_job_gives_the_pixels_of_a_whole_one() {
+    use upscaled::pipeline::encode::OutputFormat;
+    use upscaled::pipeline::{Fit, JobSpec, Pipeline, Target};
+    use upscaled::smart::route::ScaleChoice;
+    models(&["spanx2_ch48"]);
+    let photo = load_rgb(&samples().join("astronaut.png"));
+    let small = image::imageops::resize(&photo, 180, 140, image::imageops::CatmullRom);
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(small)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let tiles = TileSettings {
+        tile: 64,
+        ..TileSettings::default()
+    };
+    let lib = ModelLibrary::new(
+        Catalog::builtin().unwrap(),
+        models_dir(),
+        2,
+        tiles,
+        Some("spanx2_ch48".into()),
+    )
+    .unwrap();
+    let pipeline = Pipeline::with_source(Box::new(lib));
+    for fit in [Fit::Contain, Fit::Cover] {
+        let render = |reuse_upscale: bool| {
+            let spec = JobSpec {
+                target: Some(Target {
+                    width: Some(300),
+                    height: Some(200),
+                    fit,
+                    ..Target::default()
+                }),
+                formats: vec![OutputFormat::Png],
+                scale: ScaleChoice::X2,
+                reuse_upscale,
+                ..JobSpec::default()
+            };
+            let out = pipeline
+                .render(Path::new("astronaut.png"), &bytes, &spec)
+                .unwrap();
+            assert!(
+                out.report.upscaler.starts_with("spanx2_ch48"),
+                "{}",
+                out.report.upscaler
+            );
+            image::load_from_memory(&out.encoded[0].bytes)
+                .unwrap()
+                .to_rgb8()
+        };
+        let (streamed, whole) = (render(false), render(true));
+        pipeline.forget(&bytes);
+        assert_eq!(streamed.dimensions(), whole.dimensions(), "{fit:?}");
+        let worst = streamed
+            .as_raw()
+            .iter()
+            .zip(whole.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            worst <= 1,
+            "{fit:?}: streamed and whole differ by {worst}/255"
+        );
+    }
+}
