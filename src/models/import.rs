@@ -935,13 +935,26 @@ PixelShuffle ps 1 1 m y 0=2
     /// Padded and unpadded imports of the synthetic net give the same
     /// output in ONNX Runtime (needs the runtime: `upscaled models fetch`).
     #[test]
-    fn padding_keeps_the_outputs() {
+    fn padding_and_the_blocked_layout_keep_the_outputs() {
         use crate::models::{models_dir, runtime};
         let (param, bin) = synthetic_net();
         let plain_options = ImportOptions::default().plain();
-        let padded = ncnn_to_onnx_with(&param, &bin, "synthetic", plain_options.padded()).unwrap();
-        let plain = ncnn_to_onnx_with(&param, &bin, "synthetic", plain_options).unwrap();
-        assert!(padded.len() > plain.len(), "nothing was padded");
+        let import = |o| ncnn_to_onnx_with(&param, &bin, "synthetic", o).unwrap();
+        let plain = import(plain_options);
+        let variants = [
+            ("padded", import(plain_options.padded())),
+            ("blocked", import(ImportOptions::default())),
+            (
+                "blocked and padded",
+                import(ImportOptions::default().padded()),
+            ),
+        ];
+        let has = |onnx: &[u8], op: &[u8]| onnx.windows(op.len()).any(|w| w == op);
+        assert!(variants[0].1.len() > plain.len(), "nothing was padded");
+        assert!(
+            has(&plain, b"PRelu") && !has(&variants[1].1, b"PRelu"),
+            "PRelu not rewritten"
+        );
         let models = models_dir();
         if std::env::var_os("ORT_DYLIB_PATH").is_none() && !runtime::library_path(&models).is_file()
         {
@@ -953,30 +966,32 @@ PixelShuffle ps 1 1 m y 0=2
         let input: Vec<f32> = (0..3 * 9 * 11)
             .map(|i| (i * 37 % 101) as f32 / 100.0)
             .collect();
-        let mut outputs = Vec::new();
-        for (name, onnx) in [("padded", &padded), ("plain", &plain)] {
+        let run = |name: &str, onnx: &[u8]| {
             let path = dir.path().join(format!("{name}.onnx"));
             std::fs::write(&path, onnx).unwrap();
             let session = runtime::session(&models, &path, 1).unwrap();
-            outputs.push(session.run(shape, &input).unwrap());
-        }
-        let ((shape_a, a), (shape_b, b)) = (&outputs[0], &outputs[1]);
-        assert_eq!(shape_a, &[1, 3, 36, 44]);
-        assert_eq!(shape_a, shape_b);
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+            session.run(shape, &input).unwrap()
+        };
+        let (shape_b, b) = run("plain", &plain);
+        assert_eq!(shape_b, [1, 3, 36, 44]);
         let scale = b.iter().map(|v| v.abs()).fold(0.0, f32::max);
         assert!(
             scale > 0.1,
             "the net's output is too small to tell: {scale}"
         );
-        assert!(
-            diff <= 1e-5 * scale,
-            "max abs difference {diff} (output up to {scale})"
-        );
+        for (name, onnx) in &variants {
+            let (shape_a, a) = run(name, onnx);
+            assert_eq!(shape_a, shape_b, "{name}");
+            let diff = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{name}: max abs difference {diff} (output up to {scale})"
+            );
+        }
     }
 
     #[test]

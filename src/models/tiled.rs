@@ -610,7 +610,7 @@ mod tests {
         // cannot keep the 384 px tile in 1 GiB; a small model can.
         let image = opaque(512, 512, 4, false);
         let heavy = t.tile_for((512, 512), 4, model(15_500), image);
-        assert!(heavy < 384 && heavy >= 64, "{heavy}");
+        assert!((64..384).contains(&heavy), "{heavy}");
         assert!(charged(t, heavy, (512, 512), 4, 15_500, image) <= budget);
         assert!(
             charged(t, heavy + 16, (512, 512), 4, 15_500, image) > budget,

@@ -417,7 +417,7 @@ mod tests {
             px[1] = (checker * 60000.0) as u16;
             px[2] = (ring * 65535.0) as u16;
             if alpha {
-                px[3] = if (x as u32 + y as u32) % 7 == 0 {
+                px[3] = if (x as u32 + y as u32).is_multiple_of(7) {
                     0
                 } else {
                     50000
@@ -451,7 +451,8 @@ mod tests {
 
     #[test]
     fn streamed_resize_gives_the_pixels_of_the_whole_image_resize() {
-        let cases: [(u32, u32, bool, (u32, u32), Option<(f64, f64, f64, f64)>); 5] = [
+        type Case = (u32, u32, bool, (u32, u32), Option<(f64, f64, f64, f64)>);
+        let cases: [Case; 5] = [
             (320, 240, false, (80, 60), None),
             (320, 240, false, (101, 77), None),
             (96, 200, true, (40, 83), None),
