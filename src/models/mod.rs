@@ -230,9 +230,20 @@ pub trait Upscaler: Send + Sync {
         sink: &mut dyn FnMut(u32, &Raster) -> Result<(), StageError>,
     ) -> Result<(), StageError> {
         let _ = row_copy;
-        let out = self.upscale(raster, scale, deadline)?;
-        sink(0, &out)
+        whole_as_rows(self, raster, scale, deadline, sink)
     }
+}
+
+/// The default of [`Upscaler::upscale_rows`]: the whole result as one band.
+pub fn whole_as_rows<U: Upscaler + ?Sized>(
+    upscaler: &U,
+    raster: &Raster,
+    scale: u32,
+    deadline: Option<&Deadline>,
+    sink: &mut dyn FnMut(u32, &Raster) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    let out = upscaler.upscale(raster, scale, deadline)?;
+    sink(0, &out)
 }
 
 /// Measured inference cost on this project's 2-core CPU box (ONNX Runtime,

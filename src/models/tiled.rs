@@ -525,8 +525,7 @@ impl Upscaler for ModelUpscaler {
         sink: &mut dyn FnMut(u32, &Raster) -> Result<(), StageError>,
     ) -> Result<(), StageError> {
         if raster.has_alpha || scale != self.entry.scale {
-            let out = self.upscale(raster, scale, deadline)?;
-            return sink(0, &out);
+            return super::whole_as_rows(self, raster, scale, deadline, sink);
         }
         // The sink's own errors pass through with their stage; the model's
         // are the upscale's.

@@ -414,28 +414,20 @@ impl Pipeline {
                 timer.lap_split(Stage::Upscale, Stage::Resize, resize_ms);
                 content
             }
-            (Some(u), _) => {
-                let enlarged = self.upscale_whole(u.as_ref(), raster, model_scale, spec, bytes)?;
-                timer.lap(Stage::Upscale);
-                deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
-                let out = match &spec.target {
-                    Some(target) => {
-                        fit_within_interpolation_limit(&enlarged, target, residual, limit)?
-                    }
-                    None => enlarged,
+            // No model, or the enlarged image kept for the file's next
+            // target: resized whole.
+            (upscaler, target) => {
+                let enlarged = match upscaler {
+                    Some(u) => self.upscale_whole(u.as_ref(), raster, model_scale, spec, bytes)?,
+                    None => raster,
                 };
-                let out = whiten(out);
-                timer.lap(Stage::Resize);
-                out
-            }
-            (None, target) => {
                 timer.lap(Stage::Upscale);
                 deadline::check(spec.deadline.as_ref(), Stage::Resize)?;
                 let out = match target {
                     Some(target) => {
-                        fit_within_interpolation_limit(&raster, target, residual, limit)?
+                        fit_within_interpolation_limit(&enlarged, target, residual, limit)?
                     }
-                    None => raster,
+                    None => enlarged,
                 };
                 let out = whiten(out);
                 timer.lap(Stage::Resize);
