@@ -310,12 +310,6 @@ fn encode_webp(
             ),
         ));
     }
-    let layout = if raster.has_alpha {
-        webp::PixelLayout::Rgba
-    } else {
-        webp::PixelLayout::Rgb
-    };
-    let encoder = webp::Encoder::new(pixels, layout, raster.width, raster.height);
     let mut config = webp::WebPConfig::new()
         .map_err(|_| StageError::new(Stage::Encode, "libwebp config init failed"))?;
     config.quality = quality as f32;
@@ -323,10 +317,15 @@ fn encode_webp(
     config.use_sharp_yuv = 1;
     config.thread_level = i32::from(settings.threads > 1);
     config.alpha_compression = 1;
-    let memory = encoder
-        .encode_advanced(&config)
-        .map_err(|e| StageError::new(Stage::Encode, format!("WebP encoder: {e:?}")))?;
-    let bytes = memory.to_vec();
+    let bytes = crate::pipeline::webp_bands::encode(
+        pixels,
+        raster.width,
+        raster.height,
+        raster.has_alpha,
+        &config,
+        settings.threads,
+    )
+    .map_err(|e| StageError::new(Stage::Encode, e))?;
     let metadata = WebpMetadata {
         icc: settings.icc.as_deref(),
         exif: settings.exif.as_deref(),

@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod resize;
 pub mod source;
 pub mod upscale;
+pub mod webp_bands;
 pub mod write;
 
 use std::path::{Path, PathBuf};
