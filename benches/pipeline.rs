@@ -349,14 +349,21 @@ fn main_job(threads: usize) {
             .map(|(_, ms)| ms)
             .sum::<f64>()
     };
+    let beyond = ["decode", "crop", "classify", "route", "resize", "encode"]
+        .iter()
+        .map(|stage| ms(stage))
+        .sum::<f64>()
+        + write_s * 1e3;
     println!(
         "\n## The main job: 800² supplier photo → Shopify 2048² WebP, balanced ({model}, {}x{} → {}x{})\n\n\
          | decode | crop | classify | route | upscale | resize | encode | write | whole job |\n\
          |---|---|---|---|---|---|---|---|---|\n\
          | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {total:.2} s |\n\n\
          Raw inference of {model} on the same 800² pixels: {raw:.2} s in one piece (over the \
-         memory budget), {tiled:.2} s at the job's tiles. The whole job takes {:+.0}% over raw \
-         inference in one piece, {:+.0}% over raw inference at the same tiles.",
+         memory budget); {tiled:.2} s tiled with the whole result kept (the budget then picks \
+         smaller tiles than the streamed job's). Everything but the model (decode, crop, \
+         classify, route, resize, encode, write): {beyond:.0} ms, {:.1}% of raw inference in \
+         one piece. The whole job: {:+.0}% over it.",
         report.source_size.0,
         report.source_size.1,
         report.output_size.0,
@@ -369,8 +376,8 @@ fn main_job(threads: usize) {
         ms("resize"),
         ms("encode"),
         write_s * 1e3,
+        beyond / raw / 10.0,
         (total / raw - 1.0) * 100.0,
-        (total / tiled - 1.0) * 100.0,
     );
 }
 
