@@ -224,24 +224,25 @@ impl StreamedResize {
         self.received += rows.height;
         while self.done < self.out.height {
             let end = (self.done + STREAM_ROWS).min(self.out.height);
-            let (lo, hi) = self.reach(self.done, end);
-            if hi > self.received {
+            if self.reach(self.done, end).1 > self.received {
                 break;
             }
             self.resize_rows(self.done, end)?;
             self.done = end;
-            // Forget the source rows that no later output row reaches.
-            let keep_from = if end < self.out.height {
-                self.reach(end, (end + STREAM_ROWS).min(self.out.height)).0
-            } else {
-                self.received
-            }
-            .max(lo)
-            .max(self.window_first);
-            let drop = (keep_from - self.window_first) as usize * self.source.0 as usize;
-            self.window.drain(..drop * self.channels());
-            self.window_first = keep_from;
         }
+        // Forget the source rows that no later output row reaches. Once per
+        // band pushed, not per band of output: each drain moves the whole
+        // window, and the window is never larger than just after the push.
+        let keep_from = if self.done < self.out.height {
+            self.reach(self.done, (self.done + STREAM_ROWS).min(self.out.height))
+                .0
+        } else {
+            self.received
+        }
+        .max(self.window_first);
+        let drop = (keep_from - self.window_first) as usize * self.source.0 as usize;
+        self.window.drain(..drop * self.channels());
+        self.window_first = keep_from;
         Ok(())
     }
 
