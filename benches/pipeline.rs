@@ -282,8 +282,8 @@ fn models(quick: bool) {
 
 /// The main job: an 800 px supplier photo to a Shopify 2048² WebP at
 /// `balanced`, Smart mode choosing the model. Its stage times against the
-/// chosen model run on the same 800² pixels in one piece (raw inference)
-/// and with the job's own tiles.
+/// chosen model run on the same 800² pixels in one piece (raw inference),
+/// and tiled under the budget with the whole result kept.
 fn main_job(threads: usize) {
     let library = |tiles| {
         ModelLibrary::new(
