@@ -131,14 +131,36 @@ pub fn encode(
         ));
     }
     let starts = band_starts(height, threads);
-    let bands: Vec<Result<Picture, String>> = std::thread::scope(|scope| {
+    let mut bands = convert_bands(pixels, width, &starts, channels)?;
+    // One band is the picture libwebp would have made itself: no copy.
+    let mut picture = if bands.len() == 1 {
+        bands.remove(0)
+    } else {
+        assemble(bands, &starts, width, height, has_alpha)?
+    };
+    encode_picture(&mut picture, config)
+}
+
+/// Each band of rows (`starts`, as `band_starts` gives them) converted on
+/// its own thread; a single band on this one.
+fn convert_bands(
+    pixels: &[u8],
+    width: u32,
+    starts: &[u32],
+    channels: u32,
+) -> Result<Vec<Picture>, String> {
+    let row_bytes = (width * channels) as usize;
+    let band = |top: u32, bottom: u32| {
+        let rows = &pixels[top as usize * row_bytes..bottom as usize * row_bytes];
+        convert_band(rows, width, bottom - top, channels)
+    };
+    if let [top, bottom] = starts {
+        return Ok(vec![band(*top, *bottom)?]);
+    }
+    std::thread::scope(|scope| {
         let handles: Vec<_> = starts
             .windows(2)
-            .map(|w| {
-                let (top, bottom) = (w[0], w[1]);
-                let rows = &pixels[top as usize * row_bytes..bottom as usize * row_bytes];
-                scope.spawn(move || convert_band(rows, width, bottom - top, channels))
-            })
+            .map(|w| scope.spawn(move || band(w[0], w[1])))
             .collect();
         handles
             .into_iter()
@@ -147,8 +169,17 @@ pub fn encode(
                     .unwrap_or_else(|_| Err("a WebP conversion thread panicked".into()))
             })
             .collect()
-    });
+    })
+}
 
+/// The bands' planes copied into one YUV(A) picture of the whole image.
+fn assemble(
+    bands: Vec<Picture>,
+    starts: &[u32],
+    width: u32,
+    height: u32,
+    has_alpha: bool,
+) -> Result<Picture, String> {
     let mut whole = Picture::new(width, height)?;
     whole.0.use_argb = 0;
     whole.0.colorspace = if has_alpha {
@@ -163,8 +194,7 @@ pub fn encode(
         ));
     }
     let chroma_width = width.div_ceil(2) as usize;
-    for (band, &top) in bands.into_iter().zip(&starts) {
-        let band = band?;
+    for (band, &top) in bands.iter().zip(starts) {
         let b = &band.0;
         let w = &whole.0;
         let rows = b.height as u32;
@@ -208,17 +238,22 @@ pub fn encode(
         }
     }
 
+    Ok(whole)
+}
+
+/// libwebp's encode of a YUV(A) picture, into memory.
+fn encode_picture(picture: &mut Picture, config: &sys::WebPConfig) -> Result<Vec<u8>, String> {
     // SAFETY: WebPMemoryWriter is a plain C struct that Init fills; the
     // picture writes into it through WebPMemoryWrite during WebPEncode and
     // the writer outlives that call; Clear frees what it gathered.
     unsafe {
         let mut writer: sys::WebPMemoryWriter = std::mem::zeroed();
         sys::WebPMemoryWriterInit(&mut writer);
-        whole.0.writer = Some(sys::WebPMemoryWrite);
-        whole.0.custom_ptr = &mut writer as *mut sys::WebPMemoryWriter as *mut c_void;
-        let ok = sys::WebPEncode(config, &mut whole.0);
+        picture.0.writer = Some(sys::WebPMemoryWrite);
+        picture.0.custom_ptr = &mut writer as *mut sys::WebPMemoryWriter as *mut c_void;
+        let ok = sys::WebPEncode(config, &mut picture.0);
         let result = if ok == 0 {
-            Err(format!("WebP encoder: {:?}", whole.0.error_code))
+            Err(format!("WebP encoder: {:?}", picture.0.error_code))
         } else {
             Ok(std::slice::from_raw_parts(writer.mem, writer.size).to_vec())
         };
